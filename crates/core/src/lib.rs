@@ -1,0 +1,52 @@
+//! The shared vocabulary of llm-compress.
+//!
+//! Every method crate speaks these types and nothing else, so that a method can be tested on
+//! synthetic matrices alone and embedded in an engine that has its own runtime:
+//!
+//! - [`Linear`]: how one weight is stored (dense, low-rank, ...), with its forward pass;
+//! - [`LinearId`] / [`LinearKind`]: which weight of which decoder layer;
+//! - [`InputStats`] / [`GramAccumulator`]: what calibration learned about a linear's input
+//!   (an `f64` Gram `X Xᵀ`, the token count, per-channel absolute sums);
+//! - [`budget`]: the exact rank formulas of the specification;
+//! - the narrow traits [`MatrixCompressor`], [`GroupCompressor`] and [`LayerPolicy`].
+//!
+//! # Layout convention
+//! A weight `W` is `d_out × d_in` (PyTorch layout, `y = W x`). Activations are stored
+//! **one token per column**: a batch `X` is `d_in × T`, so a forward is `Y = W X` and the
+//! Gram of the inputs is `G = X Xᵀ` (`d_in × d_in`), the matrix the SVD-LLM paper writes `X Xᵀ`
+//! and ALGORITHMS.md writes `XᵀX` for tokens-as-rows.
+//!
+//! # Example
+//! ```
+//! use llm_compress_core::{Linear, Mat};
+//! let w = Mat::<f32>::from_fn(3, 4, |i, j| (i * 4 + j) as f32);
+//! let lin = Linear::Dense(w);
+//! let x = Mat::<f32>::from_fn(4, 2, |i, t| (i + t) as f32);
+//! let mut y = Mat::<f32>::zeros(3, 2);
+//! lin.forward(x.as_ref(), y.as_mut());
+//! assert_eq!(lin.shape(), (3, 4));
+//! assert_eq!(y[(0, 0)], 0.0 * 0.0 + 1.0 * 1.0 + 2.0 * 2.0 + 3.0 * 3.0);
+//! ```
+
+pub mod budget;
+mod error;
+mod linear;
+pub mod rng;
+mod stats;
+mod traits;
+
+pub use error::CoreError;
+pub use faer::{Mat, MatMut, MatRef};
+pub use linear::{Linear, LinearId, LinearInput, LinearKind};
+pub use stats::{GramAccumulator, InputStats, StatsRequest};
+pub use traits::{GroupCompressor, LayerPolicy, MatrixCompressor};
+
+/// Parallelism used by the dense kernels of this workspace: every rayon thread.
+pub fn par() -> faer::Par {
+    let n = rayon::current_num_threads();
+    if n <= 1 {
+        faer::Par::Seq
+    } else {
+        faer::Par::rayon(n)
+    }
+}
