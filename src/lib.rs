@@ -1,1 +1,33 @@
-//! facade
+//! llm-compress: shrink large language models on a plain CPU, as a library or a command.
+//!
+//! This facade re-exports the workspace's crates:
+//! - [`core`]: the shared vocabulary ([`core::Linear`], [`core::InputStats`], the compressor traits);
+//! - [`tensor_io`]: safetensors, GGUF, `config.json`, tokenizers, atomic writers;
+//! - [`eval`]: the Llama-family runtime, calibration walk, perplexity;
+//! - [`whitening_svd`]: SVD-LLM, plain SVD, ASVD.
+//!
+//! # Example
+//! ```no_run
+//! use llm_compress::prelude::*;
+//! let ckpt = Checkpoint::open("SmolLM2-135M-Instruct.Q4_1.gguf".as_ref())?;
+//! let model = Model::load(&ckpt)?;
+//! let tokens = TextSource::WikiText2Test.tokens(ckpt.require_tokenizer()?)?;
+//! let opts = PerplexityOptions { max_windows: Some(1), ..Default::default() };
+//! println!("{:.2}", perplexity(&model, &tokens, &opts, |_| {})?.ppl);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod export;
+pub mod lowrank;
+
+pub use llm_compress_core as core;
+pub use llm_compress_eval as eval;
+pub use llm_compress_tensor_io as tensor_io;
+pub use llm_compress_whitening_svd as whitening_svd;
+
+/// The names most programs need.
+pub mod prelude {
+    pub use llm_compress_core::{InputStats, Linear, LinearId, LinearKind, MatrixCompressor};
+    pub use llm_compress_eval::{perplexity, Model, PerplexityOptions, TextSource};
+    pub use llm_compress_tensor_io::{Checkpoint, ModelConfig, Tokenizer};
+}

@@ -1,1 +1,75 @@
-fn main() {}
+//! `llm-compress`: inspect, evaluate and compress Llama-family checkpoints.
+//!
+//! Exit codes: 0 success; 1 a failure while running (numerical, I/O while writing);
+//! 2 bad command line; 3 bad input (a malformed, truncated or unsupported model or data file).
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "llm-compress",
+    version,
+    about = "Compress large language models on a CPU"
+)]
+struct Cli {
+    /// No progress bars or logs on stderr (errors are still printed).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Print one JSON object on stdout instead of a human-readable report.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Architecture, layers, parameter counts by kind and dtypes of a model.
+    Inspect(commands::InspectArgs),
+    /// Perplexity and throughput of a model (or of a compressed output folder).
+    Eval(commands::EvalArgs),
+    /// Compress a model and write the result (compact folder, or dense with --dense).
+    Compress(commands::CompressArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let filter = if cli.quiet { "error" } else { "warn" };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LLM_COMPRESS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let ui = commands::Ui {
+        quiet: cli.quiet,
+        json: cli.json,
+    };
+    let result = match cli.command {
+        Command::Inspect(a) => commands::inspect(&ui, a),
+        Command::Eval(a) => commands::eval(&ui, a),
+        Command::Compress(a) => commands::compress(&ui, a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut src = std::error::Error::source(&*e);
+            while let Some(s) = src {
+                eprintln!("  caused by: {s}");
+                src = s.source();
+            }
+            ExitCode::from(commands::exit_code(&*e))
+        }
+    }
+}

@@ -63,7 +63,10 @@ mod tests {
         assert_eq!(shared_basis_rank(11008, 4096, 2, 0.2), 2762);
         assert_eq!(shared_basis_rank(1024, 4096, 2, 0.2), 1092);
         assert_eq!(shared_basis_rank(4096, 4096, 2, 0.5), 1365);
-        assert_eq!(shared_basis_rank(4096, 4096, 1, 0.2), svd_llm_rank(4096, 4096, 0.2));
+        assert_eq!(
+            shared_basis_rank(4096, 4096, 1, 0.2),
+            svd_llm_rank(4096, 4096, 0.2)
+        );
     }
 
     #[test]

@@ -159,7 +159,11 @@ impl Linear {
     pub fn forward(&self, x: MatRef<'_, f32>, y: MatMut<'_, f32>) {
         let (m, n) = self.shape();
         assert_eq!(x.nrows(), n, "forward: input rows != d_in");
-        assert_eq!((y.nrows(), y.ncols()), (m, x.ncols()), "forward: output shape");
+        assert_eq!(
+            (y.nrows(), y.ncols()),
+            (m, x.ncols()),
+            "forward: output shape"
+        );
         match self {
             Linear::Dense(w) => matmul(y, Accum::Replace, w.as_ref(), x, 1.0f32, par()),
             Linear::LowRank { first, second } => {

@@ -114,13 +114,14 @@ impl ModelConfig {
                 detail: "top level is not an object".into(),
             });
         }
-        let model_type = field(&v, "model_type", path)?
-            .as_str()
-            .ok_or_else(|| IoError::InvalidField {
-                path: path.into(),
-                field: "model_type".into(),
-                detail: "expected a string".into(),
-            })?;
+        let model_type =
+            field(&v, "model_type", path)?
+                .as_str()
+                .ok_or_else(|| IoError::InvalidField {
+                    path: path.into(),
+                    field: "model_type".into(),
+                    detail: "expected a string".into(),
+                })?;
         let architecture = match model_type {
             "llama" => Architecture::Llama,
             "mistral" => Architecture::Mistral,
@@ -234,7 +235,10 @@ impl ModelConfig {
     pub fn linear_shape(&self, kind: llm_compress_core::LinearKind) -> (usize, usize) {
         use llm_compress_core::LinearKind::*;
         let (h, f) = (self.hidden_size, self.intermediate_size);
-        let (q, kv) = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim);
+        let (q, kv) = (
+            self.num_heads * self.head_dim,
+            self.num_kv_heads * self.head_dim,
+        );
         match kind {
             Q => (q, h),
             K | V => (kv, h),

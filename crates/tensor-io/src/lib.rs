@@ -23,6 +23,7 @@
 
 pub mod atomic;
 pub mod checkpoint;
+pub mod compact;
 pub mod config;
 pub mod dequant;
 mod error;

@@ -1,0 +1,293 @@
+//! The subcommands.
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use llm_compress_core::LinearKind;
+use llm_compress_eval::{perplexity, EvalError, Model, PerplexityOptions, TextSource};
+use llm_compress_tensor_io::{Checkpoint, IoError};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Output preferences shared by every command.
+pub struct Ui {
+    pub quiet: bool,
+    pub json: bool,
+}
+
+impl Ui {
+    pub fn bar(&self, len: u64, what: &str) -> ProgressBar {
+        if self.quiet {
+            return ProgressBar::hidden();
+        }
+        let pb = ProgressBar::new(len);
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{msg:>12} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        pb.set_message(what.to_string());
+        pb
+    }
+}
+
+/// Map an error to the documented exit code.
+pub fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
+    let io = e
+        .downcast_ref::<IoError>()
+        .or_else(|| match e.downcast_ref::<EvalError>() {
+            Some(EvalError::Io(io)) => Some(io),
+            _ => None,
+        });
+    match io {
+        Some(IoError::Io { .. }) => 1,
+        Some(_) => 3,
+        None => match e.downcast_ref::<EvalError>() {
+            Some(EvalError::Shape(_))
+            | Some(EvalError::Input(_))
+            | Some(EvalError::Data { .. }) => 3,
+            _ => 1,
+        },
+    }
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// A .gguf file, a .safetensors file, or a folder with config.json + safetensors.
+    pub model: PathBuf,
+}
+
+pub fn inspect(ui: &Ui, a: InspectArgs) -> CliResult {
+    let ckpt = Checkpoint::open(&a.model)?;
+    let cfg = &ckpt.config;
+    let stored = ckpt.stored_tensors();
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    let mut dtypes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut total = 0usize;
+    for t in &stored {
+        let n: usize = t.shape.iter().product();
+        total += n;
+        *dtypes.entry(t.dtype.clone()).or_default() += 1;
+        let kind = LinearKind::ALL
+            .iter()
+            .find(|k| t.name.contains(k.hf_name()))
+            .map(|k| k.short().to_string())
+            .unwrap_or_else(|| {
+                if t.name.contains("embed_tokens") {
+                    "embedding".into()
+                } else if t.name.contains("lm_head") {
+                    "lm_head".into()
+                } else {
+                    "norm/other".into()
+                }
+            });
+        *by_kind.entry(kind).or_default() += n;
+    }
+    if ui.json {
+        let v = json!({
+            "path": ckpt.path,
+            "format": ckpt.format(),
+            "config": cfg,
+            "tensors": stored.len(),
+            "parameters": total,
+            "linear_parameters": cfg.linear_params(),
+            "parameters_by_kind": by_kind,
+            "dtypes": dtypes,
+            "tokenizer": ckpt.tokenizer.as_ref().map(|t| t.vocab_size()),
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!("model        {}", ckpt.path.display());
+    println!("format       {}", ckpt.format());
+    println!("architecture {:?}", cfg.architecture);
+    println!(
+        "layers       {} (hidden {}, mlp {}, heads {} / kv {}, head dim {})",
+        cfg.num_layers,
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.num_heads,
+        cfg.num_kv_heads,
+        cfg.head_dim
+    );
+    println!(
+        "vocab        {} (tied head: {})",
+        cfg.vocab_size, cfg.tie_word_embeddings
+    );
+    println!(
+        "rope theta   {}  rms eps {}",
+        cfg.rope_theta, cfg.rms_norm_eps
+    );
+    println!("tensors      {}  parameters {}", stored.len(), total);
+    println!("decoder linear parameters {}", cfg.linear_params());
+    println!("parameters by kind:");
+    for (k, n) in &by_kind {
+        println!("  {k:<12} {n:>12}");
+    }
+    println!("stored dtypes:");
+    for (d, n) in &dtypes {
+        println!("  {d:<12} {n:>5} tensors");
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A model (.gguf, .safetensors, folder) or a compressed output folder.
+    pub model: PathBuf,
+    /// Evaluate only the first N windows of the test text.
+    #[arg(long)]
+    pub max_windows: Option<usize>,
+    /// Window length in tokens.
+    #[arg(long, default_value_t = 2048)]
+    pub seq_len: usize,
+    /// Text to evaluate on: `wikitext2` (the test split) or a path to a text file.
+    #[arg(long, default_value = "wikitext2")]
+    pub data: String,
+}
+
+pub fn text_source(name: &str) -> TextSource {
+    match name {
+        "wikitext2" | "wikitext2-test" => TextSource::WikiText2Test,
+        "wikitext2-train" => TextSource::WikiText2Train,
+        other => TextSource::File(other.into()),
+    }
+}
+
+pub fn eval(ui: &Ui, a: EvalArgs) -> CliResult {
+    let ckpt = Checkpoint::open(&a.model)?;
+    let tok = ckpt.require_tokenizer()?;
+    let tokens = text_source(&a.data).tokens(tok)?;
+    let model = Model::load(&ckpt)?;
+    let opts = PerplexityOptions {
+        seq_len: a.seq_len,
+        max_windows: a.max_windows,
+    };
+    let n = (tokens.len() / a.seq_len).min(a.max_windows.unwrap_or(usize::MAX));
+    let pb = ui.bar(n as u64, "perplexity");
+    let r = perplexity(&model, &tokens, &opts, |w| pb.set_position(w as u64))?;
+    pb.finish_and_clear();
+    if ui.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["model"] = json!(a.model);
+        v["data"] = json!(a.data);
+        v["linear_params"] = json!(model.linear_params());
+        println!("{v}");
+    } else {
+        println!("model             {}", a.model.display());
+        println!("perplexity        {:.4}", r.ppl);
+        println!("windows           {} x {} tokens", r.windows, r.seq_len);
+        println!("predicted tokens  {}", r.predicted_tokens);
+        println!("tokens/s          {:.1}", r.tokens_per_s);
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct CompressArgs {
+    /// The model to compress (.gguf, .safetensors, or a folder).
+    pub model: PathBuf,
+    /// svd-llm | svd | asvd
+    #[arg(long, default_value = "svd-llm")]
+    pub method: String,
+    /// Fraction of decoder-linear parameters removed, in [0, 1).
+    #[arg(long, default_value_t = 0.2)]
+    pub ratio: f64,
+    /// Closed-form update of the second factor on the compressed prefix (SVD-LLM §2.5a).
+    #[arg(long)]
+    pub update: bool,
+    /// Number of calibration windows.
+    #[arg(long, default_value_t = 16)]
+    pub calib_windows: usize,
+    /// Tokens per calibration window.
+    #[arg(long, default_value_t = 2048)]
+    pub seq_len: usize,
+    /// Seed of the calibration window offsets.
+    #[arg(long, default_value_t = 3)]
+    pub seed: u64,
+    /// Calibration text: `wikitext2` (train prefix) or a path to a text file.
+    #[arg(long, default_value = "wikitext2")]
+    pub calib: String,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Write a dense Hugging Face checkpoint (products materialised) instead of the compact form.
+    #[arg(long)]
+    pub dense: bool,
+}
+
+pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
+    use llm_compress::lowrank::{compress_low_rank, LowRankMethod, LowRankOptions, Progress};
+    let method = LowRankMethod::parse(&a.method).ok_or_else(|| {
+        EvalError::Input(format!(
+            "unknown method `{}`; expected svd-llm, svd or asvd",
+            a.method
+        ))
+    })?;
+    let ckpt = Checkpoint::open(&a.model)?;
+    let mut opts = LowRankOptions::new(method, a.ratio);
+    opts.update = a.update;
+    opts.calibration.windows = a.calib_windows;
+    opts.calibration.seq_len = a.seq_len;
+    opts.calibration.seed = a.seed;
+    opts.calibration_text = match a.calib.as_str() {
+        "wikitext2" | "wikitext2-train" => TextSource::WikiText2Train,
+        other => TextSource::File(other.into()),
+    };
+    let pb = ui.bar(ckpt.config.num_layers as u64, "layers");
+    let (out, report) = compress_low_rank(&ckpt, &opts, |Progress::Layer { done, .. }| {
+        pb.set_position(done as u64)
+    })?;
+    pb.finish_and_clear();
+    let calibration = json!({
+        "text": a.calib, "windows": a.calib_windows, "seq_len": a.seq_len, "seed": a.seed,
+    });
+    let method_json = json!({"name": method.name(), "ratio": a.ratio, "update": a.update});
+    if a.dense {
+        llm_compress::export::write_dense(&ckpt, &out, &a.out)?;
+    } else {
+        llm_compress::export::write_compact(
+            &ckpt,
+            &out,
+            &a.out,
+            method_json.clone(),
+            calibration.clone(),
+            report.linear_params_before,
+        )?;
+    }
+    let peak = llm_compress_eval::sys::peak_rss_bytes();
+    let kept = report.linear_params_after as f64 / report.linear_params_before as f64;
+    if ui.json {
+        println!(
+            "{}",
+            json!({
+                "out": a.out, "method": method_json, "calibration": calibration, "dense": a.dense,
+                "linear_params_before": report.linear_params_before,
+                "linear_params_after": report.linear_params_after,
+                "kept_fraction": kept,
+                "wall_s": report.wall_s, "prepare_s": report.prepare_s, "walk_s": report.walk_s,
+                "factorize_s": report.factorize_s, "peak_rss_bytes": peak,
+            })
+        );
+    } else {
+        println!("wrote        {}", a.out.display());
+        println!(
+            "linear params {} -> {} ({:.1}% kept)",
+            report.linear_params_before,
+            report.linear_params_after,
+            100.0 * kept
+        );
+        println!(
+            "time         {:.1} s (prepare {:.1}, walk {:.1}, factorize {:.1})",
+            report.wall_s, report.prepare_s, report.walk_s, report.factorize_s
+        );
+        if let Some(p) = peak {
+            println!("peak RSS     {:.0} MiB", p as f64 / (1 << 20) as f64);
+        }
+    }
+    Ok(())
+}

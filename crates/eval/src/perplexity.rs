@@ -1,0 +1,85 @@
+//! Perplexity with the protocol of `data/SOURCES.md`: non-overlapping windows of `seq_len`
+//! tokens (remainder dropped), each window's `seq_len − 1` predicted tokens, perplexity =
+//! `exp(Σ NLL / Σ predicted)` over all windows (token-weighted, as SVD-LLM's evaluation).
+
+use crate::{EvalError, Model};
+use serde::Serialize;
+use std::time::Instant;
+
+/// Options of a perplexity run.
+#[derive(Clone, Debug)]
+pub struct PerplexityOptions {
+    pub seq_len: usize,
+    /// Evaluate only the first `n` windows ("wt2-20w" is 20).
+    pub max_windows: Option<usize>,
+}
+
+impl Default for PerplexityOptions {
+    fn default() -> Self {
+        Self {
+            seq_len: 2048,
+            max_windows: None,
+        }
+    }
+}
+
+/// Result of a perplexity run.
+#[derive(Clone, Debug, Serialize)]
+pub struct PerplexityReport {
+    pub ppl: f64,
+    pub nll_sum: f64,
+    pub windows: usize,
+    pub predicted_tokens: usize,
+    pub seq_len: usize,
+    pub wall_s: f64,
+    /// Tokens run through the model per second (all window tokens, not only predicted ones).
+    pub tokens_per_s: f64,
+}
+
+/// Perplexity of `model` on `tokens`. `progress(done_windows)` is called after each window.
+pub fn perplexity(
+    model: &Model,
+    tokens: &[u32],
+    opts: &PerplexityOptions,
+    mut progress: impl FnMut(usize),
+) -> Result<PerplexityReport, EvalError> {
+    if opts.seq_len < 2 {
+        return Err(EvalError::Input(format!("seq_len {} < 2", opts.seq_len)));
+    }
+    let mut windows = tokens.len() / opts.seq_len;
+    if let Some(m) = opts.max_windows {
+        windows = windows.min(m);
+    }
+    if windows == 0 {
+        return Err(EvalError::Input(format!(
+            "{} tokens do not fill one window of {}",
+            tokens.len(),
+            opts.seq_len
+        )));
+    }
+    let start = Instant::now();
+    let (mut nll, mut count) = (0.0f64, 0usize);
+    for w in 0..windows {
+        let win = &tokens[w * opts.seq_len..(w + 1) * opts.seq_len];
+        let (s, n) = model.window_nll(win)?;
+        if !s.is_finite() {
+            return Err(EvalError::Input(format!(
+                "window {w}: non-finite log-likelihood"
+            )));
+        }
+        nll += s;
+        count += n;
+        tracing::debug!(window = w, nll = s / n as f64, "window done");
+        progress(w + 1);
+    }
+    let wall = start.elapsed().as_secs_f64();
+    Ok(PerplexityReport {
+        ppl: (nll / count as f64).exp(),
+        nll_sum: nll,
+        windows,
+        predicted_tokens: count,
+        seq_len: opts.seq_len,
+        wall_s: wall,
+        tokens_per_s: (windows * opts.seq_len) as f64 / wall,
+    })
+}

@@ -1,0 +1,274 @@
+//! A tiny random Llama written as safetensors (+ config.json) and as GGUF: the runtime must
+//! give the logits of an independent, naive f64 implementation of the HF Llama forward, and
+//! both loaders must agree.
+
+use llm_compress_core::rng::SplitMix64;
+use llm_compress_eval::Model;
+use llm_compress_tensor_io::safetensors::{write_safetensors, TensorData};
+use llm_compress_tensor_io::Checkpoint;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const V: usize = 64;
+const H: usize = 32;
+const F: usize = 48;
+const L: usize = 2;
+const NH: usize = 4;
+const NKV: usize = 2;
+const HD: usize = H / NH;
+const THETA: f64 = 10000.0;
+const EPS: f64 = 1e-5;
+
+type Weights = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+fn random_weights(seed: u64, tied: bool) -> Weights {
+    let mut rng = SplitMix64::new(seed);
+    let mut w = Weights::new();
+    let mut put = |name: &str, shape: Vec<usize>, scale: f64, offset: f64| {
+        let n = shape.iter().product();
+        let data = (0..n)
+            .map(|_| (offset + scale * rng.normal()) as f32)
+            .collect();
+        w.insert(name.to_string(), (shape, data));
+    };
+    put("model.embed_tokens.weight", vec![V, H], 1.0, 0.0);
+    put("model.norm.weight", vec![H], 0.1, 1.0);
+    if !tied {
+        put("lm_head.weight", vec![V, H], 0.3, 0.0);
+    }
+    for l in 0..L {
+        let p = format!("model.layers.{l}.");
+        put(&format!("{p}input_layernorm.weight"), vec![H], 0.1, 1.0);
+        put(
+            &format!("{p}post_attention_layernorm.weight"),
+            vec![H],
+            0.1,
+            1.0,
+        );
+        put(
+            &format!("{p}self_attn.q_proj.weight"),
+            vec![NH * HD, H],
+            0.3,
+            0.0,
+        );
+        put(
+            &format!("{p}self_attn.k_proj.weight"),
+            vec![NKV * HD, H],
+            0.3,
+            0.0,
+        );
+        put(
+            &format!("{p}self_attn.v_proj.weight"),
+            vec![NKV * HD, H],
+            0.3,
+            0.0,
+        );
+        put(
+            &format!("{p}self_attn.o_proj.weight"),
+            vec![H, NH * HD],
+            0.3,
+            0.0,
+        );
+        put(&format!("{p}mlp.gate_proj.weight"), vec![F, H], 0.3, 0.0);
+        put(&format!("{p}mlp.up_proj.weight"), vec![F, H], 0.3, 0.0);
+        put(&format!("{p}mlp.down_proj.weight"), vec![H, F], 0.3, 0.0);
+    }
+    w
+}
+
+fn config_json(tied: bool) -> String {
+    serde_json::json!({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": V,
+        "hidden_size": H, "intermediate_size": F, "num_hidden_layers": L,
+        "num_attention_heads": NH, "num_key_value_heads": NKV, "rms_norm_eps": EPS,
+        "rope_theta": THETA, "max_position_embeddings": 512, "tie_word_embeddings": tied,
+    })
+    .to_string()
+}
+
+pub fn write_tiny_safetensors(dir: &Path, w: &Weights, tied: bool) {
+    let tensors: BTreeMap<String, TensorData> = w
+        .iter()
+        .map(|(k, (s, d))| (k.clone(), TensorData::f32(s.clone(), d)))
+        .collect();
+    write_safetensors(&dir.join("model.safetensors"), &tensors, &BTreeMap::new()).unwrap();
+    std::fs::write(dir.join("config.json"), config_json(tied)).unwrap();
+}
+
+/// Naive f64 Llama forward (HF semantics: rotate_half RoPE, GQA, SwiGLU), logits `[T][V]`.
+fn naive_logits(w: &Weights, tokens: &[u32], tied: bool) -> Vec<Vec<f64>> {
+    let get = |n: &str| &w[n].1;
+    let mv = |m: &[f32], rows: usize, cols: usize, x: &[f64]| -> Vec<f64> {
+        (0..rows)
+            .map(|i| (0..cols).map(|j| m[i * cols + j] as f64 * x[j]).sum())
+            .collect()
+    };
+    let norm = |x: &[f64], g: &[f32]| -> Vec<f64> {
+        let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
+        let r = 1.0 / (ms + EPS).sqrt();
+        x.iter().zip(g).map(|(v, g)| v * r * *g as f64).collect()
+    };
+    let rope = |v: &mut [f64], pos: usize| {
+        for h in 0..v.len() / HD {
+            for i in 0..HD / 2 {
+                let inv = 1.0 / THETA.powf(2.0 * i as f64 / HD as f64);
+                let (c, s) = ((pos as f64 * inv).cos(), (pos as f64 * inv).sin());
+                let (a, b) = (v[h * HD + i], v[h * HD + i + HD / 2]);
+                v[h * HD + i] = a * c - b * s;
+                v[h * HD + i + HD / 2] = b * c + a * s;
+            }
+        }
+    };
+    let t = tokens.len();
+    let emb = get("model.embed_tokens.weight");
+    let mut hs: Vec<Vec<f64>> = tokens
+        .iter()
+        .map(|&tk| (0..H).map(|i| emb[tk as usize * H + i] as f64).collect())
+        .collect();
+    for l in 0..L {
+        let p = format!("model.layers.{l}.");
+        let xs: Vec<Vec<f64>> = hs
+            .iter()
+            .map(|h| norm(h, get(&format!("{p}input_layernorm.weight"))))
+            .collect();
+        let mut qs = Vec::new();
+        let mut ks = Vec::new();
+        let mut vs = Vec::new();
+        for (pos, x) in xs.iter().enumerate() {
+            let mut q = mv(get(&format!("{p}self_attn.q_proj.weight")), NH * HD, H, x);
+            let mut k = mv(get(&format!("{p}self_attn.k_proj.weight")), NKV * HD, H, x);
+            rope(&mut q, pos);
+            rope(&mut k, pos);
+            qs.push(q);
+            ks.push(k);
+            vs.push(mv(
+                get(&format!("{p}self_attn.v_proj.weight")),
+                NKV * HD,
+                H,
+                x,
+            ));
+        }
+        for i in 0..t {
+            let mut att = vec![0.0; NH * HD];
+            for h in 0..NH {
+                let kv = h / (NH / NKV);
+                let scores: Vec<f64> = (0..=i)
+                    .map(|j| {
+                        (0..HD)
+                            .map(|d| qs[i][h * HD + d] * ks[j][kv * HD + d])
+                            .sum::<f64>()
+                            / (HD as f64).sqrt()
+                    })
+                    .collect();
+                let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for d in 0..HD {
+                    att[h * HD + d] = (0..=i).map(|j| e[j] / z * vs[j][kv * HD + d]).sum();
+                }
+            }
+            let o = mv(
+                get(&format!("{p}self_attn.o_proj.weight")),
+                H,
+                NH * HD,
+                &att,
+            );
+            hs[i].iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+        }
+        for h in hs.iter_mut() {
+            let x = norm(h, get(&format!("{p}post_attention_layernorm.weight")));
+            let g = mv(get(&format!("{p}mlp.gate_proj.weight")), F, H, &x);
+            let u = mv(get(&format!("{p}mlp.up_proj.weight")), F, H, &x);
+            let a: Vec<f64> = g
+                .iter()
+                .zip(&u)
+                .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+                .collect();
+            let d = mv(get(&format!("{p}mlp.down_proj.weight")), H, F, &a);
+            h.iter_mut().zip(&d).for_each(|(a, b)| *a += b);
+        }
+    }
+    let head = if tied {
+        get("model.embed_tokens.weight")
+    } else {
+        get("lm_head.weight")
+    };
+    hs.iter()
+        .map(|h| mv(head, V, H, &norm(h, get("model.norm.weight"))))
+        .collect()
+}
+
+fn assert_logits_close(model: &Model, reference: &[Vec<f64>], tokens: &[u32], tol: f64) {
+    let lg = model.logits(tokens).unwrap();
+    let mut worst = 0.0f64;
+    for (t, row) in reference.iter().enumerate() {
+        for (v, r) in row.iter().enumerate() {
+            worst = worst.max((lg[(v, t)] as f64 - r).abs());
+        }
+    }
+    assert!(worst < tol, "max |logit - reference| = {worst} >= {tol}");
+}
+
+const TOKENS: [u32; 12] = [1, 5, 63, 0, 17, 17, 42, 8, 33, 2, 60, 9];
+
+#[test]
+fn runtime_matches_naive_reference_untied() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = random_weights(11, false);
+    write_tiny_safetensors(dir.path(), &w, false);
+    let ckpt = Checkpoint::open(dir.path()).unwrap();
+    let model = Model::load(&ckpt).unwrap();
+    // f32 runtime against f64 reference, logits of magnitude ~10: 1e-3 absolute.
+    assert_logits_close(&model, &naive_logits(&w, &TOKENS, false), &TOKENS, 1e-3);
+}
+
+#[test]
+fn runtime_matches_naive_reference_tied() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = random_weights(12, true);
+    write_tiny_safetensors(dir.path(), &w, true);
+    let ckpt = Checkpoint::open(&dir.path().join("model.safetensors")).unwrap();
+    let model = Model::load(&ckpt).unwrap();
+    assert!(model.lm_head.is_none());
+    assert_logits_close(&model, &naive_logits(&w, &TOKENS, true), &TOKENS, 1e-3);
+}
+
+#[test]
+fn window_nll_equals_log_softmax_of_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = random_weights(13, false);
+    write_tiny_safetensors(dir.path(), &w, false);
+    let model = Model::load(&Checkpoint::open(dir.path()).unwrap()).unwrap();
+    let reference = naive_logits(&w, &TOKENS, false);
+    let mut want = 0.0;
+    for t in 0..TOKENS.len() - 1 {
+        let row = &reference[t];
+        let mx = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = row.iter().map(|z| (z - mx).exp()).sum::<f64>().ln() + mx;
+        want += lse - row[TOKENS[t + 1] as usize];
+    }
+    let (got, n) = model.window_nll(&TOKENS).unwrap();
+    assert_eq!(n, TOKENS.len() - 1);
+    assert!((got - want).abs() < 1e-3 * n as f64, "{got} vs {want}");
+}
+
+#[test]
+fn out_of_range_token_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = random_weights(14, true);
+    write_tiny_safetensors(dir.path(), &w, true);
+    let model = Model::load(&Checkpoint::open(dir.path()).unwrap()).unwrap();
+    assert!(model.logits(&[1, 2, V as u32]).is_err());
+}
+
+#[test]
+fn blocked_attention_matches_reference_past_one_query_block() {
+    // 300 tokens span three query blocks of the blocked causal attention.
+    let dir = tempfile::tempdir().unwrap();
+    let w = random_weights(15, true);
+    write_tiny_safetensors(dir.path(), &w, true);
+    let model = Model::load(&Checkpoint::open(dir.path()).unwrap()).unwrap();
+    let mut rng = SplitMix64::new(5);
+    let tokens: Vec<u32> = (0..300).map(|_| rng.below(V as u64) as u32).collect();
+    assert_logits_close(&model, &naive_logits(&w, &tokens, true), &tokens, 2e-3);
+}

@@ -1,0 +1,282 @@
+//! The compact format of a compressed model (format version 1).
+//!
+//! A folder holding:
+//! - `manifest.json`: [`Manifest`], the format version, the base model and its SHA-256, the
+//!   method and its parameters, the calibration used, and for every decoder linear its
+//!   representation as a [`LinearRepr`] tree naming the tensors that store it;
+//! - `model.safetensors`: every stored tensor (f32): the factors of compressed linears, the
+//!   untouched dense linears, embeddings, norms;
+//! - `config.json` and `tokenizer.json` of the base model, so that the folder runs alone.
+//!
+//! Each file is written to a temporary file in the folder and renamed; `manifest.json` is
+//! written last, so a folder without it is never taken for a complete output. The manifest
+//! records the SHA-256 of `model.safetensors`, checked on load.
+//! See `docs/format.md`.
+
+use crate::atomic::write_bytes_atomic;
+use crate::safetensors::{write_safetensors, SafetensorsFile, TensorData};
+use crate::IoError;
+use llm_compress_core::{Linear, Mat};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Version written by this crate; readers reject newer major versions.
+pub const FORMAT_VERSION: u32 = 1;
+/// File name of the manifest inside an output folder.
+pub const MANIFEST: &str = "manifest.json";
+/// File name of the tensor file inside an output folder.
+pub const TENSORS: &str = "model.safetensors";
+
+/// How one linear is stored, naming its tensors in `model.safetensors`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LinearRepr {
+    /// A dense `[d_out, d_in]` f32 tensor.
+    Dense { tensor: String, shape: [usize; 2] },
+    /// `y = second(first(x))`.
+    LowRank {
+        rank: usize,
+        first: Box<LinearRepr>,
+        second: Box<LinearRepr>,
+    },
+}
+
+/// The base model a compressed model came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BaseModel {
+    pub path: String,
+    pub format: String,
+    pub sha256: String,
+}
+
+/// The manifest of a compact output folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub producer: String,
+    pub base_model: BaseModel,
+    /// Method name and parameters (free-form JSON: ratio, rank rule, update, ...).
+    pub method: serde_json::Value,
+    /// Calibration used (text source, windows, seq_len, seed), if any.
+    pub calibration: serde_json::Value,
+    /// Decoder linears by name (`layers.3.q`).
+    pub linears: BTreeMap<String, LinearRepr>,
+    pub linear_params_before: usize,
+    pub linear_params_after: usize,
+    /// SHA-256 of `model.safetensors` (hex).
+    pub tensors_sha256: String,
+}
+
+/// Flatten `lin` into named f32 tensors under `prefix`, returning its description.
+pub fn linear_to_tensors(
+    prefix: &str,
+    lin: &Linear,
+    out: &mut BTreeMap<String, TensorData<'static>>,
+) -> LinearRepr {
+    match lin {
+        Linear::Dense(w) => {
+            let name = format!("{prefix}.weight");
+            out.insert(name.clone(), mat_tensor(w));
+            LinearRepr::Dense {
+                tensor: name,
+                shape: [w.nrows(), w.ncols()],
+            }
+        }
+        Linear::LowRank { first, second } => LinearRepr::LowRank {
+            rank: first.shape().0,
+            first: Box::new(linear_to_tensors(&format!("{prefix}.first"), first, out)),
+            second: Box::new(linear_to_tensors(&format!("{prefix}.second"), second, out)),
+        },
+    }
+}
+
+/// A row-major f32 tensor of a matrix.
+pub fn mat_tensor(w: &Mat<f32>) -> TensorData<'static> {
+    let (m, n) = (w.nrows(), w.ncols());
+    let mut data = Vec::with_capacity(m * n);
+    for i in 0..m {
+        for j in 0..n {
+            data.push(w[(i, j)]);
+        }
+    }
+    TensorData::f32(vec![m, n], &data)
+}
+
+/// Rebuild a linear from its description and the tensor file.
+pub fn linear_from_tensors(repr: &LinearRepr, file: &SafetensorsFile) -> Result<Linear, IoError> {
+    match repr {
+        LinearRepr::Dense { tensor, shape } => {
+            let (s, data) = file.tensor_f32(tensor)?;
+            if s != shape.to_vec() {
+                return Err(IoError::InvalidField {
+                    path: file.path().into(),
+                    field: tensor.clone(),
+                    detail: format!("manifest says shape {shape:?}, file has {s:?}"),
+                });
+            }
+            let [m, n] = *shape;
+            Ok(Linear::Dense(Mat::from_fn(m, n, |i, j| data[i * n + j])))
+        }
+        LinearRepr::LowRank {
+            rank,
+            first,
+            second,
+        } => {
+            let f = linear_from_tensors(first, file)?;
+            let s = linear_from_tensors(second, file)?;
+            if f.shape().0 != *rank || s.shape().1 != *rank {
+                return Err(IoError::InvalidField {
+                    path: file.path().into(),
+                    field: "rank".into(),
+                    detail: format!(
+                        "manifest rank {rank}, factors {:?} and {:?}",
+                        f.shape(),
+                        s.shape()
+                    ),
+                });
+            }
+            Linear::low_rank(f, s).map_err(|e| IoError::InvalidField {
+                path: file.path().into(),
+                field: "low_rank".into(),
+                detail: e.to_string(),
+            })
+        }
+    }
+}
+
+/// SHA-256 of a file (hex).
+pub fn file_sha256(path: &Path) -> Result<String, IoError> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| IoError::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| IoError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Write a compact output folder: tensors, then `config.json` / `tokenizer.json`, then the
+/// manifest (with the tensor file's hash) last.
+pub fn write_compact(
+    dir: &Path,
+    tensors: &BTreeMap<String, TensorData<'_>>,
+    config_json: &serde_json::Value,
+    tokenizer_json: Option<&serde_json::Value>,
+    mut manifest: Manifest,
+) -> Result<(), IoError> {
+    std::fs::create_dir_all(dir).map_err(|e| IoError::io(dir, e))?;
+    // A stale manifest must not describe the new tensors while they are being written.
+    let mpath = dir.join(MANIFEST);
+    if mpath.exists() {
+        std::fs::remove_file(&mpath).map_err(|e| IoError::io(&mpath, e))?;
+    }
+    let tpath = dir.join(TENSORS);
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    write_safetensors(&tpath, tensors, &meta)?;
+    manifest.tensors_sha256 = file_sha256(&tpath)?;
+    let json = |v: &serde_json::Value, p: &Path| -> Result<Vec<u8>, IoError> {
+        serde_json::to_vec_pretty(v).map_err(|source| IoError::Json {
+            path: p.into(),
+            source,
+        })
+    };
+    let cpath = dir.join("config.json");
+    write_bytes_atomic(&cpath, &json(config_json, &cpath)?)?;
+    if let Some(t) = tokenizer_json {
+        let p = dir.join("tokenizer.json");
+        write_bytes_atomic(&p, &json(t, &p)?)?;
+    }
+    let m = serde_json::to_value(&manifest).map_err(|source| IoError::Json {
+        path: mpath.clone(),
+        source,
+    })?;
+    write_bytes_atomic(&mpath, &json(&m, &mpath)?)
+}
+
+/// Read and check a manifest (version, tensor file hash).
+pub fn read_manifest(dir: &Path, verify_hash: bool) -> Result<Manifest, IoError> {
+    let mpath = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&mpath).map_err(|e| IoError::io(&mpath, e))?;
+    let m: Manifest = serde_json::from_str(&text).map_err(|source| IoError::Json {
+        path: mpath.clone(),
+        source,
+    })?;
+    if m.format_version > FORMAT_VERSION {
+        return Err(IoError::Unsupported {
+            path: mpath,
+            what: "compact format version",
+            detail: format!(
+                "{} (this build reads up to {FORMAT_VERSION})",
+                m.format_version
+            ),
+        });
+    }
+    if verify_hash {
+        let got = file_sha256(&dir.join(TENSORS))?;
+        if got != m.tensors_sha256 {
+            return Err(IoError::InvalidField {
+                path: dir.join(TENSORS),
+                field: "tensors_sha256".into(),
+                detail: format!(
+                    "file hash {got} differs from the manifest's {}",
+                    m.tensors_sha256
+                ),
+            });
+        }
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn low_rank_round_trip_through_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Mat::<f32>::from_fn(2, 5, |i, j| i as f32 * 0.5 - j as f32);
+        let b = Mat::<f32>::from_fn(3, 2, |i, j| (i + 2 * j) as f32 / 7.0);
+        let lin = Linear::low_rank(Linear::Dense(a), Linear::Dense(b)).unwrap();
+        let mut tensors = BTreeMap::new();
+        let repr = linear_to_tensors("model.layers.0.self_attn.q_proj", &lin, &mut tensors);
+        let mut linears = BTreeMap::new();
+        linears.insert("layers.0.q".to_string(), repr.clone());
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            producer: "test".into(),
+            base_model: BaseModel {
+                path: "x".into(),
+                format: "gguf".into(),
+                sha256: "0".into(),
+            },
+            method: serde_json::json!({"name": "svd-llm"}),
+            calibration: serde_json::Value::Null,
+            linears,
+            linear_params_before: 15,
+            linear_params_after: 16,
+            tensors_sha256: String::new(),
+        };
+        write_compact(dir.path(), &tensors, &serde_json::json!({}), None, manifest).unwrap();
+        let m = read_manifest(dir.path(), true).unwrap();
+        let f = SafetensorsFile::open(&dir.path().join(TENSORS)).unwrap();
+        let back = linear_from_tensors(&m.linears["layers.0.q"], &f).unwrap();
+        assert_eq!(back.rank(), Some(2));
+        let (d0, d1) = (lin.to_dense(), back.to_dense());
+        assert_eq!(d0, d1);
+        // A modified tensor file is detected.
+        let tp = dir.path().join(TENSORS);
+        let mut bytes = std::fs::read(&tp).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&tp, bytes).unwrap();
+        assert!(read_manifest(dir.path(), true).is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! Writing a compressed model: the compact folder (factors + manifest, runs natively) or a
+//! dense Hugging Face checkpoint (`config.json`, `model.safetensors`, `tokenizer.json`) with
+//! every product materialised, loadable unchanged by transformers or candle.
+
+use llm_compress_core::{LinearId, LinearKind};
+use llm_compress_eval::{DecoderLayer, EvalError, Model};
+use llm_compress_tensor_io::compact::{
+    self, linear_to_tensors, mat_tensor, BaseModel, Manifest, FORMAT_VERSION,
+};
+use llm_compress_tensor_io::safetensors::{write_safetensors, TensorData};
+use llm_compress_tensor_io::{atomic::write_bytes_atomic, Checkpoint, IoError};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A compressed model held in memory: the base's embedding/norm/head and the decoder layers.
+pub struct OutputLayers {
+    pub base: Model,
+    pub layers: Vec<DecoderLayer>,
+}
+
+impl OutputLayers {
+    /// The runnable model.
+    pub fn into_model(self) -> Model {
+        let mut m = self.base;
+        m.layers = self.layers;
+        m
+    }
+}
+
+fn vec_tensor(v: &[f32]) -> TensorData<'static> {
+    TensorData::f32(vec![v.len()], v)
+}
+
+fn common_tensors(model: &Model, layers: &[DecoderLayer]) -> BTreeMap<String, TensorData<'static>> {
+    let mut t = BTreeMap::new();
+    t.insert("model.embed_tokens.weight".into(), mat_tensor(&model.embed));
+    t.insert("model.norm.weight".into(), vec_tensor(&model.norm));
+    if let Some(h) = &model.lm_head {
+        t.insert("lm_head.weight".into(), mat_tensor(h));
+    }
+    for (l, layer) in layers.iter().enumerate() {
+        let p = format!("model.layers.{l}.");
+        t.insert(
+            format!("{p}input_layernorm.weight"),
+            vec_tensor(&layer.attn_norm),
+        );
+        t.insert(
+            format!("{p}post_attention_layernorm.weight"),
+            vec_tensor(&layer.mlp_norm),
+        );
+        if let Some([bq, bk, bv]) = &layer.qkv_bias {
+            t.insert(format!("{p}self_attn.q_proj.bias"), vec_tensor(bq));
+            t.insert(format!("{p}self_attn.k_proj.bias"), vec_tensor(bk));
+            t.insert(format!("{p}self_attn.v_proj.bias"), vec_tensor(bv));
+        }
+    }
+    t
+}
+
+/// Write the compact folder.
+pub fn write_compact(
+    ckpt: &Checkpoint,
+    out: &OutputLayers,
+    dir: &Path,
+    method: serde_json::Value,
+    calibration: serde_json::Value,
+    linear_params_before: usize,
+) -> Result<(), EvalError> {
+    let mut tensors = common_tensors(&out.base, &out.layers);
+    let mut linears = BTreeMap::new();
+    let mut after = 0;
+    for (l, layer) in out.layers.iter().enumerate() {
+        for kind in LinearKind::ALL {
+            let lin = layer.linear(kind);
+            after += lin.param_count();
+            let prefix = format!("model.layers.{l}.{}", kind.hf_name());
+            let repr = linear_to_tensors(&prefix, lin, &mut tensors);
+            linears.insert(LinearId { layer: l, kind }.to_string(), repr);
+        }
+    }
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        producer: format!("llm-compress {}", env!("CARGO_PKG_VERSION")),
+        base_model: BaseModel {
+            path: ckpt.path.display().to_string(),
+            format: ckpt.format().into(),
+            sha256: ckpt.sha256()?,
+        },
+        method,
+        calibration,
+        linears,
+        linear_params_before,
+        linear_params_after: after,
+        tensors_sha256: String::new(),
+    };
+    let tok = ckpt.tokenizer.as_ref().map(|t| t.to_hf_json());
+    compact::write_compact(
+        dir,
+        &tensors,
+        &ckpt.config.to_hf_json(),
+        tok.as_ref(),
+        manifest,
+    )?;
+    Ok(())
+}
+
+/// Write a dense Hugging Face checkpoint with every product materialised.
+pub fn write_dense(ckpt: &Checkpoint, out: &OutputLayers, dir: &Path) -> Result<(), EvalError> {
+    std::fs::create_dir_all(dir).map_err(|e| IoError::Io {
+        path: dir.into(),
+        source: e,
+    })?;
+    let mut tensors = common_tensors(&out.base, &out.layers);
+    for (l, layer) in out.layers.iter().enumerate() {
+        for kind in LinearKind::ALL {
+            let name = format!("model.layers.{l}.{}.weight", kind.hf_name());
+            tensors.insert(name, mat_tensor(&layer.linear(kind).to_dense()));
+        }
+    }
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    write_safetensors(&dir.join("model.safetensors"), &tensors, &meta)?;
+    let json = |v: &serde_json::Value| serde_json::to_vec_pretty(v).unwrap_or_default();
+    if let Some(t) = &ckpt.tokenizer {
+        write_bytes_atomic(&dir.join("tokenizer.json"), &json(&t.to_hf_json()))?;
+    }
+    // config.json last: a folder without it does not load as a model.
+    write_bytes_atomic(&dir.join("config.json"), &json(&ckpt.config.to_hf_json()))?;
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! Low-rank compression of a whole model (SVD-LLM and its baselines) over the layer-streamed
+//! calibration walk.
+//!
+//! SVD-LLM (ALGORITHMS.md §2.3) whitens with the Grams of the **original** model's inputs; the
+//! optional closed-form update of `U` (§2.5a) refits the second factor on the inputs of the
+//! **compressed prefix**, so with `update` the walk runs both streams ([`StatsFrom::Both`]).
+
+use crate::export::OutputLayers;
+use llm_compress_core::{InputStats, Linear, LinearId, LinearKind, MatrixCompressor, StatsRequest};
+use llm_compress_eval::{
+    calibration_windows, walk_layers, CalibrationConfig, EvalError, LayerCalibration, Model,
+    StatsFrom, TextSource, WalkEvent,
+};
+use llm_compress_tensor_io::Checkpoint;
+use llm_compress_whitening_svd::{closed_form_update, Asvd, PlainSvd, SvdLlm};
+use serde::Serialize;
+use std::time::Instant;
+
+/// A low-rank method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LowRankMethod {
+    /// Truncation-aware whitening (SVD-LLM).
+    SvdLlm,
+    /// Plain truncated SVD of the weight.
+    Svd,
+    /// Activation-aware SVD (abs-mean scaling, α = 0.5).
+    Asvd,
+}
+
+impl LowRankMethod {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "svd-llm" => Some(Self::SvdLlm),
+            "svd" => Some(Self::Svd),
+            "asvd" => Some(Self::Asvd),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SvdLlm => "svd-llm",
+            Self::Svd => "svd",
+            Self::Asvd => "asvd",
+        }
+    }
+    fn compressor(self, ratio: f64) -> Box<dyn MatrixCompressor> {
+        match self {
+            Self::SvdLlm => Box::new(SvdLlm::new(ratio)),
+            Self::Svd => Box::new(PlainSvd::new(ratio)),
+            Self::Asvd => Box::new(Asvd::new(ratio)),
+        }
+    }
+}
+
+/// Options of a low-rank compression run.
+#[derive(Clone, Debug, Serialize)]
+pub struct LowRankOptions {
+    pub method: LowRankMethod,
+    /// Fraction of decoder-linear parameters removed.
+    pub ratio: f64,
+    /// Closed-form update of the second factor from the compressed prefix (§2.5a).
+    pub update: bool,
+    pub calibration: CalibrationConfig,
+    #[serde(skip)]
+    pub calibration_text: TextSource,
+    /// Which linears to compress (default: all seven kinds).
+    pub kinds: Vec<LinearKind>,
+}
+
+impl LowRankOptions {
+    pub fn new(method: LowRankMethod, ratio: f64) -> Self {
+        Self {
+            method,
+            ratio,
+            update: false,
+            calibration: CalibrationConfig::default(),
+            calibration_text: TextSource::WikiText2Train,
+            kinds: LinearKind::ALL.to_vec(),
+        }
+    }
+}
+
+/// Where the time of a run went, and what came out.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LowRankReport {
+    pub linear_params_before: usize,
+    pub linear_params_after: usize,
+    /// Tokenizing and sampling the calibration text.
+    pub prepare_s: f64,
+    /// Forward passes of the walk, Gram accumulation included.
+    pub walk_s: f64,
+    /// Cholesky, SVD, factor products (and the update).
+    pub factorize_s: f64,
+    pub wall_s: f64,
+    /// `(linear, rank)` for every compressed linear.
+    pub ranks: Vec<(String, usize)>,
+}
+
+/// Progress of a compression run, for a caller-owned display.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress {
+    Layer { done: usize, total: usize },
+}
+
+/// Compress every decoder layer of `ckpt`; returns the layers and a report.
+pub fn compress_low_rank(
+    ckpt: &Checkpoint,
+    opts: &LowRankOptions,
+    mut progress: impl FnMut(Progress),
+) -> Result<(OutputLayers, LowRankReport), EvalError> {
+    let t0 = Instant::now();
+    llm_compress_core::budget::check_ratio(opts.ratio)?;
+    let compressor = opts.method.compressor(opts.ratio);
+    let tok = ckpt.require_tokenizer()?;
+    let text_tokens = opts.calibration_text.tokens(tok)?;
+    let windows = calibration_windows(&text_tokens, &opts.calibration)?;
+    let base = Model::load_without_layers(ckpt)?;
+    let prepare_s = t0.elapsed().as_secs_f64();
+    let mut request = compressor.needs();
+    if opts.update {
+        request = request.union(StatsRequest {
+            gram: true,
+            ..StatsRequest::NONE
+        });
+    }
+    let stats_from = if opts.update {
+        StatsFrom::Both
+    } else {
+        StatsFrom::Original
+    };
+    let mut report = LowRankReport {
+        prepare_s,
+        ..Default::default()
+    };
+    let mut factorize_s = 0.0;
+    let layers = walk_layers(
+        ckpt,
+        &base,
+        &windows,
+        request,
+        stats_from,
+        |l, layer, calib: &LayerCalibration| {
+            let t = Instant::now();
+            let orig = calib
+                .original
+                .as_ref()
+                .ok_or_else(|| EvalError::Input("walk returned no original statistics".into()))?;
+            for &kind in &opts.kinds {
+                let id = LinearId { layer: l, kind };
+                let stats: &InputStats = &orig[&kind.input()];
+                let w = layer.linear(kind).to_dense();
+                let before = w.nrows() * w.ncols();
+                report.linear_params_before += before;
+                let mut lin = compressor.compress(id, w.as_ref(), stats)?;
+                if opts.update {
+                    let comp = calib
+                        .compressed
+                        .as_ref()
+                        .and_then(|c| c.get(&kind.input()))
+                        .and_then(|s| s.gram.as_ref())
+                        .ok_or_else(|| {
+                            EvalError::Input("update needs the compressed-prefix Gram".into())
+                        })?;
+                    if let Linear::LowRank { first, .. } = &lin {
+                        let f = first.to_dense();
+                        let second = closed_form_update(f.as_ref(), w.as_ref(), comp.as_ref())?;
+                        lin = Linear::low_rank(Linear::Dense(f), Linear::Dense(second))?;
+                    }
+                }
+                if let Some(k) = lin.rank() {
+                    report.ranks.push((id.to_string(), k));
+                }
+                report.linear_params_after += lin.param_count();
+                *layer.linear_mut(kind) = lin;
+            }
+            // Linears left dense still count on both sides.
+            for kind in LinearKind::ALL.iter().filter(|k| !opts.kinds.contains(k)) {
+                let n = layer.linear(*kind).param_count();
+                report.linear_params_before += n;
+                report.linear_params_after += n;
+            }
+            factorize_s += t.elapsed().as_secs_f64();
+            Ok(())
+        },
+        |WalkEvent::LayerDone { layer, layers }| {
+            progress(Progress::Layer {
+                done: layer + 1,
+                total: layers,
+            })
+        },
+    )?;
+    report.factorize_s = factorize_s;
+    report.wall_s = t0.elapsed().as_secs_f64();
+    report.walk_s = report.wall_s - factorize_s - prepare_s;
+    Ok((OutputLayers { base, layers }, report))
+}
