@@ -2,12 +2,12 @@
 //! dense Hugging Face checkpoint (`config.json`, `model.safetensors`, `tokenizer.json`) with
 //! every product materialised, loadable unchanged by transformers or candle.
 
-use llm_compress_core::{LinearId, LinearKind};
+use llm_compress_core::{Linear, LinearId, LinearKind, Mat};
 use llm_compress_eval::{DecoderLayer, EvalError, Model};
 use llm_compress_tensor_io::compact::{
-    self, linear_to_tensors, mat_tensor, BaseModel, Manifest, FORMAT_VERSION,
+    self, linear_to_tensors, write_tensor_sources, BaseModel, Manifest, TensorSource,
+    FORMAT_VERSION,
 };
-use llm_compress_tensor_io::safetensors::{write_safetensors, TensorData};
 use llm_compress_tensor_io::{atomic::write_bytes_atomic, Checkpoint, IoError};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,16 +27,22 @@ impl OutputLayers {
     }
 }
 
-fn vec_tensor(v: &[f32]) -> TensorData<'static> {
-    TensorData::f32(vec![v.len()], v)
+fn vec_tensor(v: &[f32]) -> TensorSource<'_> {
+    TensorSource::Vector(v)
 }
 
-fn common_tensors(model: &Model, layers: &[DecoderLayer]) -> BTreeMap<String, TensorData<'static>> {
+fn common_tensors<'a>(
+    model: &'a Model,
+    layers: &'a [DecoderLayer],
+) -> BTreeMap<String, TensorSource<'a>> {
     let mut t = BTreeMap::new();
-    t.insert("model.embed_tokens.weight".into(), mat_tensor(&model.embed));
+    t.insert(
+        "model.embed_tokens.weight".into(),
+        TensorSource::Matrix(model.embed.as_ref()),
+    );
     t.insert("model.norm.weight".into(), vec_tensor(&model.norm));
     if let Some(h) = &model.lm_head {
-        t.insert("lm_head.weight".into(), mat_tensor(h));
+        t.insert("lm_head.weight".into(), TensorSource::Matrix(h.as_ref()));
     }
     for (l, layer) in layers.iter().enumerate() {
         let p = format!("model.layers.{l}.");
@@ -110,16 +116,33 @@ pub fn write_dense(ckpt: &Checkpoint, out: &OutputLayers, dir: &Path) -> Result<
         path: dir.into(),
         source: e,
     })?;
+    // Dense layers are borrowed; compressed ones are materialised one at a time below.
+    let dense: Vec<Vec<Option<Mat<f32>>>> = out
+        .layers
+        .iter()
+        .map(|layer| {
+            LinearKind::ALL
+                .iter()
+                .map(|&k| match layer.linear(k) {
+                    Linear::Dense(_) => None,
+                    other => Some(other.to_dense()),
+                })
+                .collect()
+        })
+        .collect();
     let mut tensors = common_tensors(&out.base, &out.layers);
     for (l, layer) in out.layers.iter().enumerate() {
-        for kind in LinearKind::ALL {
+        for (i, kind) in LinearKind::ALL.into_iter().enumerate() {
             let name = format!("model.layers.{l}.{}.weight", kind.hf_name());
-            tensors.insert(name, mat_tensor(&layer.linear(kind).to_dense()));
+            let m = match (layer.linear(kind), &dense[l][i]) {
+                (Linear::Dense(w), _) => w.as_ref(),
+                (_, Some(w)) => w.as_ref(),
+                (_, None) => unreachable!("every non-dense linear was materialised"),
+            };
+            tensors.insert(name, TensorSource::Matrix(m));
         }
     }
-    let mut meta = BTreeMap::new();
-    meta.insert("format".to_string(), "pt".to_string());
-    write_safetensors(&dir.join("model.safetensors"), &tensors, &meta)?;
+    write_tensor_sources(&dir.join("model.safetensors"), &tensors)?;
     let json = |v: &serde_json::Value| serde_json::to_vec_pretty(v).unwrap_or_default();
     if let Some(t) = &ckpt.tokenizer {
         write_bytes_atomic(&dir.join("tokenizer.json"), &json(&t.to_hf_json()))?;

@@ -6,14 +6,21 @@
 //! **compressed prefix**, so with `update` the walk runs both streams ([`StatsFrom::Both`]).
 
 use crate::export::OutputLayers;
-use llm_compress_core::{InputStats, Linear, LinearId, LinearKind, MatrixCompressor, StatsRequest};
+use llm_compress_core::{
+    Linear, LinearId, LinearInput, LinearKind, Mat, MatrixCompressor, StatsRequest,
+};
 use llm_compress_eval::{
     calibration_windows, walk_layers, CalibrationConfig, EvalError, LayerCalibration, Model,
     StatsFrom, TextSource, WalkEvent,
 };
 use llm_compress_tensor_io::Checkpoint;
-use llm_compress_whitening_svd::{closed_form_update, Asvd, PlainSvd, SvdLlm};
+use llm_compress_whitening_svd::{
+    closed_form_update, robust_cholesky, whitened_svd_with_cholesky, Asvd, CholeskyOptions,
+    PlainSvd, SvdLlm,
+};
+use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 /// A low-rank method.
@@ -53,6 +60,25 @@ impl LowRankMethod {
     }
 }
 
+/// The text calibration windows are drawn from.
+#[derive(Clone, Debug)]
+pub enum CalibrationText {
+    /// A named or file text source, tokenized with the checkpoint's tokenizer.
+    Source(TextSource),
+    /// Already tokenized text.
+    Tokens(Vec<u32>),
+}
+
+impl CalibrationText {
+    /// The token ids of this text.
+    pub fn tokens(&self, ckpt: &Checkpoint) -> Result<Vec<u32>, EvalError> {
+        match self {
+            CalibrationText::Source(s) => s.tokens(ckpt.require_tokenizer()?),
+            CalibrationText::Tokens(t) => Ok(t.clone()),
+        }
+    }
+}
+
 /// Options of a low-rank compression run.
 #[derive(Clone, Debug, Serialize)]
 pub struct LowRankOptions {
@@ -63,7 +89,7 @@ pub struct LowRankOptions {
     pub update: bool,
     pub calibration: CalibrationConfig,
     #[serde(skip)]
-    pub calibration_text: TextSource,
+    pub calibration_text: CalibrationText,
     /// Which linears to compress (default: all seven kinds).
     pub kinds: Vec<LinearKind>,
 }
@@ -75,7 +101,7 @@ impl LowRankOptions {
             ratio,
             update: false,
             calibration: CalibrationConfig::default(),
-            calibration_text: TextSource::WikiText2Train,
+            calibration_text: CalibrationText::Source(TextSource::WikiText2Train),
             kinds: LinearKind::ALL.to_vec(),
         }
     }
@@ -112,8 +138,7 @@ pub fn compress_low_rank(
     let t0 = Instant::now();
     llm_compress_core::budget::check_ratio(opts.ratio)?;
     let compressor = opts.method.compressor(opts.ratio);
-    let tok = ckpt.require_tokenizer()?;
-    let text_tokens = opts.calibration_text.tokens(tok)?;
+    let text_tokens = opts.calibration_text.tokens(ckpt)?;
     let windows = calibration_windows(&text_tokens, &opts.calibration)?;
     let base = Model::load_without_layers(ckpt)?;
     let prepare_s = t0.elapsed().as_secs_f64();
@@ -146,28 +171,67 @@ pub fn compress_low_rank(
                 .original
                 .as_ref()
                 .ok_or_else(|| EvalError::Input("walk returned no original statistics".into()))?;
-            for &kind in &opts.kinds {
-                let id = LinearId { layer: l, kind };
-                let stats: &InputStats = &orig[&kind.input()];
-                let w = layer.linear(kind).to_dense();
-                let before = w.nrows() * w.ncols();
-                report.linear_params_before += before;
-                let mut lin = compressor.compress(id, w.as_ref(), stats)?;
-                if opts.update {
-                    let comp = calib
-                        .compressed
-                        .as_ref()
-                        .and_then(|c| c.get(&kind.input()))
-                        .and_then(|s| s.gram.as_ref())
-                        .ok_or_else(|| {
-                            EvalError::Input("update needs the compressed-prefix Gram".into())
+            // Whitening: one Cholesky per distinct input (q/k/v share one, gate/up share one),
+            // then the seven factorisations in parallel.
+            let chol: BTreeMap<LinearInput, Mat<f64>> = if opts.method == LowRankMethod::SvdLlm {
+                let inputs: BTreeSet<LinearInput> = opts.kinds.iter().map(|k| k.input()).collect();
+                inputs
+                    .into_par_iter()
+                    .map(|input| -> Result<_, EvalError> {
+                        let g = orig[&input].gram.as_ref().ok_or_else(|| {
+                            EvalError::Input("svd-llm needs the input Gram".into())
                         })?;
-                    if let Linear::LowRank { first, .. } = &lin {
-                        let f = first.to_dense();
-                        let second = closed_form_update(f.as_ref(), w.as_ref(), comp.as_ref())?;
-                        lin = Linear::low_rank(Linear::Dense(f), Linear::Dense(second))?;
+                        let (factor, chol_report) =
+                            robust_cholesky(g.as_ref(), &CholeskyOptions::default())?;
+                        if chol_report.regularised() {
+                            tracing::info!(layer = l, ?input, ?chol_report, "Gram regularised");
+                        }
+                        Ok((input, factor))
+                    })
+                    .collect::<Result<_, _>>()?
+            } else {
+                BTreeMap::new()
+            };
+            let results: Vec<(LinearKind, Linear, usize)> = opts
+                .kinds
+                .par_iter()
+                .map(|&kind| -> Result<_, EvalError> {
+                    let id = LinearId { layer: l, kind };
+                    let w = layer.linear(kind).to_dense();
+                    let mut lin = match chol.get(&kind.input()) {
+                        Some(lf) => {
+                            let k = llm_compress_core::budget::svd_llm_rank(
+                                w.nrows(),
+                                w.ncols(),
+                                opts.ratio,
+                            );
+                            let w64 =
+                                Mat::<f64>::from_fn(w.nrows(), w.ncols(), |i, j| w[(i, j)] as f64);
+                            whitened_svd_with_cholesky(w64.as_ref(), lf.as_ref(), k)?.to_linear()?
+                        }
+                        None => compressor.compress(id, w.as_ref(), &orig[&kind.input()])?,
+                    };
+                    if opts.update {
+                        let comp = calib
+                            .compressed
+                            .as_ref()
+                            .and_then(|c| c.get(&kind.input()))
+                            .and_then(|s| s.gram.as_ref())
+                            .ok_or_else(|| {
+                                EvalError::Input("update needs the compressed-prefix Gram".into())
+                            })?;
+                        if let Linear::LowRank { first, .. } = &lin {
+                            let f = first.to_dense();
+                            let second = closed_form_update(f.as_ref(), w.as_ref(), comp.as_ref())?;
+                            lin = Linear::low_rank(Linear::Dense(f), Linear::Dense(second))?;
+                        }
                     }
-                }
+                    Ok((kind, lin, w.nrows() * w.ncols()))
+                })
+                .collect::<Result<_, _>>()?;
+            for (kind, lin, before) in results {
+                let id = LinearId { layer: l, kind };
+                report.linear_params_before += before;
                 if let Some(k) = lin.rank() {
                     report.ranks.push((id.to_string(), k));
                 }

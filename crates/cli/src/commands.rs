@@ -234,10 +234,11 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     opts.calibration.windows = a.calib_windows;
     opts.calibration.seq_len = a.seq_len;
     opts.calibration.seed = a.seed;
-    opts.calibration_text = match a.calib.as_str() {
-        "wikitext2" | "wikitext2-train" => TextSource::WikiText2Train,
-        other => TextSource::File(other.into()),
-    };
+    opts.calibration_text =
+        llm_compress::lowrank::CalibrationText::Source(match a.calib.as_str() {
+            "wikitext2" | "wikitext2-train" => TextSource::WikiText2Train,
+            other => TextSource::File(other.into()),
+        });
     let pb = ui.bar(ckpt.config.num_layers as u64, "layers");
     let (out, report) = compress_low_rank(&ckpt, &opts, |Progress::Layer { done, .. }| {
         pb.set_position(done as u64)

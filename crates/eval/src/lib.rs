@@ -21,6 +21,7 @@ pub mod model;
 mod perplexity;
 mod simd;
 pub mod sys;
+pub mod testing;
 
 pub use calibration::{
     calibration_windows, walk_layers, CalibrationConfig, LayerCalibration, StatsFrom, WalkEvent,

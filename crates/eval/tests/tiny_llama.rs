@@ -3,97 +3,9 @@
 //! both loaders must agree.
 
 use llm_compress_core::rng::SplitMix64;
+use llm_compress_eval::testing::*;
 use llm_compress_eval::Model;
-use llm_compress_tensor_io::safetensors::{write_safetensors, TensorData};
 use llm_compress_tensor_io::Checkpoint;
-use std::collections::BTreeMap;
-use std::path::Path;
-
-const V: usize = 64;
-const H: usize = 32;
-const F: usize = 48;
-const L: usize = 2;
-const NH: usize = 4;
-const NKV: usize = 2;
-const HD: usize = H / NH;
-const THETA: f64 = 10000.0;
-const EPS: f64 = 1e-5;
-
-type Weights = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
-
-fn random_weights(seed: u64, tied: bool) -> Weights {
-    let mut rng = SplitMix64::new(seed);
-    let mut w = Weights::new();
-    let mut put = |name: &str, shape: Vec<usize>, scale: f64, offset: f64| {
-        let n = shape.iter().product();
-        let data = (0..n)
-            .map(|_| (offset + scale * rng.normal()) as f32)
-            .collect();
-        w.insert(name.to_string(), (shape, data));
-    };
-    put("model.embed_tokens.weight", vec![V, H], 1.0, 0.0);
-    put("model.norm.weight", vec![H], 0.1, 1.0);
-    if !tied {
-        put("lm_head.weight", vec![V, H], 0.3, 0.0);
-    }
-    for l in 0..L {
-        let p = format!("model.layers.{l}.");
-        put(&format!("{p}input_layernorm.weight"), vec![H], 0.1, 1.0);
-        put(
-            &format!("{p}post_attention_layernorm.weight"),
-            vec![H],
-            0.1,
-            1.0,
-        );
-        put(
-            &format!("{p}self_attn.q_proj.weight"),
-            vec![NH * HD, H],
-            0.3,
-            0.0,
-        );
-        put(
-            &format!("{p}self_attn.k_proj.weight"),
-            vec![NKV * HD, H],
-            0.3,
-            0.0,
-        );
-        put(
-            &format!("{p}self_attn.v_proj.weight"),
-            vec![NKV * HD, H],
-            0.3,
-            0.0,
-        );
-        put(
-            &format!("{p}self_attn.o_proj.weight"),
-            vec![H, NH * HD],
-            0.3,
-            0.0,
-        );
-        put(&format!("{p}mlp.gate_proj.weight"), vec![F, H], 0.3, 0.0);
-        put(&format!("{p}mlp.up_proj.weight"), vec![F, H], 0.3, 0.0);
-        put(&format!("{p}mlp.down_proj.weight"), vec![H, F], 0.3, 0.0);
-    }
-    w
-}
-
-fn config_json(tied: bool) -> String {
-    serde_json::json!({
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": V,
-        "hidden_size": H, "intermediate_size": F, "num_hidden_layers": L,
-        "num_attention_heads": NH, "num_key_value_heads": NKV, "rms_norm_eps": EPS,
-        "rope_theta": THETA, "max_position_embeddings": 512, "tie_word_embeddings": tied,
-    })
-    .to_string()
-}
-
-pub fn write_tiny_safetensors(dir: &Path, w: &Weights, tied: bool) {
-    let tensors: BTreeMap<String, TensorData> = w
-        .iter()
-        .map(|(k, (s, d))| (k.clone(), TensorData::f32(s.clone(), d)))
-        .collect();
-    write_safetensors(&dir.join("model.safetensors"), &tensors, &BTreeMap::new()).unwrap();
-    std::fs::write(dir.join("config.json"), config_json(tied)).unwrap();
-}
 
 /// Naive f64 Llama forward (HF semantics: rotate_half RoPE, GQA, SwiGLU), logits `[T][V]`.
 fn naive_logits(w: &Weights, tokens: &[u32], tied: bool) -> Vec<Vec<f64>> {
@@ -215,7 +127,7 @@ const TOKENS: [u32; 12] = [1, 5, 63, 0, 17, 17, 42, 8, 33, 2, 60, 9];
 fn runtime_matches_naive_reference_untied() {
     let dir = tempfile::tempdir().unwrap();
     let w = random_weights(11, false);
-    write_tiny_safetensors(dir.path(), &w, false);
+    write_tiny_safetensors(dir.path(), &w, false).unwrap();
     let ckpt = Checkpoint::open(dir.path()).unwrap();
     let model = Model::load(&ckpt).unwrap();
     // f32 runtime against f64 reference, logits of magnitude ~10: 1e-3 absolute.
@@ -226,7 +138,7 @@ fn runtime_matches_naive_reference_untied() {
 fn runtime_matches_naive_reference_tied() {
     let dir = tempfile::tempdir().unwrap();
     let w = random_weights(12, true);
-    write_tiny_safetensors(dir.path(), &w, true);
+    write_tiny_safetensors(dir.path(), &w, true).unwrap();
     let ckpt = Checkpoint::open(&dir.path().join("model.safetensors")).unwrap();
     let model = Model::load(&ckpt).unwrap();
     assert!(model.lm_head.is_none());
@@ -237,7 +149,7 @@ fn runtime_matches_naive_reference_tied() {
 fn window_nll_equals_log_softmax_of_logits() {
     let dir = tempfile::tempdir().unwrap();
     let w = random_weights(13, false);
-    write_tiny_safetensors(dir.path(), &w, false);
+    write_tiny_safetensors(dir.path(), &w, false).unwrap();
     let model = Model::load(&Checkpoint::open(dir.path()).unwrap()).unwrap();
     let reference = naive_logits(&w, &TOKENS, false);
     let mut want = 0.0;
@@ -256,7 +168,7 @@ fn window_nll_equals_log_softmax_of_logits() {
 fn out_of_range_token_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let w = random_weights(14, true);
-    write_tiny_safetensors(dir.path(), &w, true);
+    write_tiny_safetensors(dir.path(), &w, true).unwrap();
     let model = Model::load(&Checkpoint::open(dir.path()).unwrap()).unwrap();
     assert!(model.logits(&[1, 2, V as u32]).is_err());
 }
@@ -266,7 +178,7 @@ fn blocked_attention_matches_reference_past_one_query_block() {
     // 300 tokens span three query blocks of the blocked causal attention.
     let dir = tempfile::tempdir().unwrap();
     let w = random_weights(15, true);
-    write_tiny_safetensors(dir.path(), &w, true);
+    write_tiny_safetensors(dir.path(), &w, true).unwrap();
     let model = Model::load(&Checkpoint::open(dir.path()).unwrap()).unwrap();
     let mut rng = SplitMix64::new(5);
     let tokens: Vec<u32> = (0..300).map(|_| rng.below(V as u64) as u32).collect();

@@ -14,9 +14,9 @@
 //! See `docs/format.md`.
 
 use crate::atomic::write_bytes_atomic;
-use crate::safetensors::{write_safetensors, SafetensorsFile, TensorData};
+use crate::safetensors::{write_safetensors_with, Dtype, SafetensorsFile, TensorHeader};
 use crate::IoError;
-use llm_compress_core::{Linear, Mat};
+use llm_compress_core::{Linear, Mat, MatRef};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -69,16 +69,56 @@ pub struct Manifest {
     pub tensors_sha256: String,
 }
 
-/// Flatten `lin` into named f32 tensors under `prefix`, returning its description.
-pub fn linear_to_tensors(
+/// A tensor to be written, borrowed from where it lives (no copy is made).
+#[derive(Clone, Copy, Debug)]
+pub enum TensorSource<'a> {
+    /// A matrix, written row-major as `[rows, cols]`.
+    Matrix(MatRef<'a, f32>),
+    /// A vector, written as `[len]`.
+    Vector(&'a [f32]),
+}
+
+impl TensorSource<'_> {
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            TensorSource::Matrix(m) => vec![m.nrows(), m.ncols()],
+            TensorSource::Vector(v) => vec![v.len()],
+        }
+    }
+
+    /// Write the f32 little-endian bytes, row-major.
+    pub fn write_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        match self {
+            TensorSource::Matrix(m) => {
+                let mut row = Vec::with_capacity(4 * m.ncols());
+                for i in 0..m.nrows() {
+                    row.clear();
+                    for j in 0..m.ncols() {
+                        row.extend_from_slice(&m[(i, j)].to_le_bytes());
+                    }
+                    w.write_all(&row)?;
+                }
+                Ok(())
+            }
+            TensorSource::Vector(v) => {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                w.write_all(&bytes)
+            }
+        }
+    }
+}
+
+/// Name the tensors that store `lin` under `prefix` (borrowing them into `out`) and return its
+/// description.
+pub fn linear_to_tensors<'a>(
     prefix: &str,
-    lin: &Linear,
-    out: &mut BTreeMap<String, TensorData<'static>>,
+    lin: &'a Linear,
+    out: &mut BTreeMap<String, TensorSource<'a>>,
 ) -> LinearRepr {
     match lin {
         Linear::Dense(w) => {
             let name = format!("{prefix}.weight");
-            out.insert(name.clone(), mat_tensor(w));
+            out.insert(name.clone(), TensorSource::Matrix(w.as_ref()));
             LinearRepr::Dense {
                 tensor: name,
                 shape: [w.nrows(), w.ncols()],
@@ -92,16 +132,23 @@ pub fn linear_to_tensors(
     }
 }
 
-/// A row-major f32 tensor of a matrix.
-pub fn mat_tensor(w: &Mat<f32>) -> TensorData<'static> {
-    let (m, n) = (w.nrows(), w.ncols());
-    let mut data = Vec::with_capacity(m * n);
-    for i in 0..m {
-        for j in 0..n {
-            data.push(w[(i, j)]);
-        }
-    }
-    TensorData::f32(vec![m, n], &data)
+/// Write `tensors` (f32) to a safetensors file atomically, streaming from their sources.
+pub fn write_tensor_sources(
+    path: &Path,
+    tensors: &BTreeMap<String, TensorSource<'_>>,
+) -> Result<(), IoError> {
+    let headers: Vec<TensorHeader> = tensors
+        .iter()
+        .map(|(name, t)| TensorHeader {
+            name: name.clone(),
+            dtype: Dtype::F32,
+            shape: t.shape(),
+        })
+        .collect();
+    let sources: Vec<&TensorSource> = tensors.values().collect();
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    write_safetensors_with(path, &headers, &meta, |i, w| sources[i].write_to(w))
 }
 
 /// Rebuild a linear from its description and the tensor file.
@@ -166,7 +213,7 @@ pub fn file_sha256(path: &Path) -> Result<String, IoError> {
 /// manifest (with the tensor file's hash) last.
 pub fn write_compact(
     dir: &Path,
-    tensors: &BTreeMap<String, TensorData<'_>>,
+    tensors: &BTreeMap<String, TensorSource<'_>>,
     config_json: &serde_json::Value,
     tokenizer_json: Option<&serde_json::Value>,
     mut manifest: Manifest,
@@ -178,9 +225,7 @@ pub fn write_compact(
         std::fs::remove_file(&mpath).map_err(|e| IoError::io(&mpath, e))?;
     }
     let tpath = dir.join(TENSORS);
-    let mut meta = BTreeMap::new();
-    meta.insert("format".to_string(), "pt".to_string());
-    write_safetensors(&tpath, tensors, &meta)?;
+    write_tensor_sources(&tpath, tensors)?;
     manifest.tensors_sha256 = file_sha256(&tpath)?;
     let json = |v: &serde_json::Value, p: &Path| -> Result<Vec<u8>, IoError> {
         serde_json::to_vec_pretty(v).map_err(|source| IoError::Json {

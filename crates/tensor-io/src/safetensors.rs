@@ -172,10 +172,10 @@ impl SafetensorsFile {
     }
 }
 
-fn parse_header(
-    map: &[u8],
-    path: &Path,
-) -> Result<(BTreeMap<String, TensorInfo>, BTreeMap<String, String>), IoError> {
+/// Tensor infos and `__metadata__` of a parsed header.
+type Header = (BTreeMap<String, TensorInfo>, BTreeMap<String, String>);
+
+fn parse_header(map: &[u8], path: &Path) -> Result<Header, IoError> {
     if map.len() < 8 {
         return Err(malformed(
             path,
@@ -326,11 +326,22 @@ impl<'a> TensorData<'a> {
     }
 }
 
-/// Write tensors (sorted by name) and string metadata to `path`, atomically.
-pub fn write_safetensors(
+/// Name, dtype and shape of one tensor to be written by [`write_safetensors_with`].
+#[derive(Clone, Debug)]
+pub struct TensorHeader {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+}
+
+/// Write a safetensors file atomically, streaming each tensor's bytes through `fill(i, w)`
+/// (called once per entry of `headers`, in order; it must write exactly the bytes the
+/// header's shape and dtype imply), so that no second copy of the data is ever held.
+pub fn write_safetensors_with(
     path: &Path,
-    tensors: &BTreeMap<String, TensorData<'_>>,
+    headers: &[TensorHeader],
     metadata: &BTreeMap<String, String>,
+    mut fill: impl FnMut(usize, &mut dyn std::io::Write) -> std::io::Result<()>,
 ) -> Result<(), IoError> {
     let mut header = Map::new();
     if !metadata.is_empty() {
@@ -345,29 +356,27 @@ pub fn write_safetensors(
         );
     }
     let mut offset = 0usize;
-    for (name, t) in tensors {
-        let numel: usize = t.shape.iter().product();
-        if numel * t.dtype.size() != t.bytes.len() {
-            return Err(IoError::InvalidField {
+    let mut sizes = Vec::with_capacity(headers.len());
+    for t in headers {
+        let n = t
+            .shape
+            .iter()
+            .try_fold(t.dtype.size(), |a, &d| a.checked_mul(d))
+            .ok_or_else(|| IoError::InvalidField {
                 path: path.into(),
-                field: name.clone(),
-                detail: format!(
-                    "{} bytes given for shape {:?} of {}",
-                    t.bytes.len(),
-                    t.shape,
-                    t.dtype.name()
-                ),
-            });
-        }
+                field: t.name.clone(),
+                detail: format!("shape {:?} overflows", t.shape),
+            })?;
         header.insert(
-            name.clone(),
+            t.name.clone(),
             serde_json::json!({
                 "dtype": t.dtype.name(),
                 "shape": t.shape,
-                "data_offsets": [offset, offset + t.bytes.len()],
+                "data_offsets": [offset, offset + n],
             }),
         );
-        offset += t.bytes.len();
+        offset += n;
+        sizes.push(n);
     }
     let mut h = serde_json::to_vec(&Value::Object(header)).map_err(|source| IoError::Json {
         path: path.into(),
@@ -379,11 +388,55 @@ pub fn write_safetensors(
     write_atomic(path, |w| {
         w.write_all(&(h.len() as u64).to_le_bytes())?;
         w.write_all(&h)?;
-        for t in tensors.values() {
-            w.write_all(&t.bytes)?;
+        for (i, &n) in sizes.iter().enumerate() {
+            let mut counted = CountingWriter {
+                inner: &mut *w,
+                n: 0,
+            };
+            fill(i, &mut counted)?;
+            if counted.n != n {
+                return Err(std::io::Error::other(format!(
+                    "tensor `{}`: {} bytes written, {n} expected",
+                    headers[i].name, counted.n
+                )));
+            }
         }
         Ok(())
     })
+}
+
+struct CountingWriter<'a> {
+    inner: &'a mut dyn std::io::Write,
+    n: usize,
+}
+
+impl std::io::Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let k = self.inner.write(buf)?;
+        self.n += k;
+        Ok(k)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Write tensors (sorted by name) and string metadata to `path`, atomically.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &BTreeMap<String, TensorData<'_>>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), IoError> {
+    let headers: Vec<TensorHeader> = tensors
+        .iter()
+        .map(|(name, t)| TensorHeader {
+            name: name.clone(),
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+        })
+        .collect();
+    let data: Vec<&TensorData> = tensors.values().collect();
+    write_safetensors_with(path, &headers, metadata, |i, w| w.write_all(&data[i].bytes))
 }
 
 #[cfg(test)]
