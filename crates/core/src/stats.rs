@@ -1,7 +1,7 @@
 //! Calibration statistics of one linear input (ALGORITHMS.md §1.1).
 
 use crate::{par, Mat, MatRef};
-use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
 use faer::Accum;
 
 /// Which statistics a method needs from the calibration walk.
@@ -109,10 +109,21 @@ impl GramAccumulator {
         assert_eq!(x.nrows(), self.dim, "GramAccumulator: batch rows != dim");
         self.tokens += x.ncols() as u64;
         if let Some(g) = &mut self.gram {
+            // Lower triangle only (SYRK): half the FLOPs; `finish` mirrors it.
             let mut b = Mat::<f32>::zeros(self.dim, self.dim);
-            matmul(b.as_mut(), Accum::Replace, x, x.transpose(), 1.0f32, par());
+            tri_matmul(
+                b.as_mut(),
+                BlockStructure::TriangularLower,
+                Accum::Replace,
+                x,
+                BlockStructure::Rectangular,
+                x.transpose(),
+                BlockStructure::Rectangular,
+                1.0f32,
+                par(),
+            );
             for j in 0..self.dim {
-                for i in 0..self.dim {
+                for i in j..self.dim {
                     g[(i, j)] += b[(i, j)] as f64;
                 }
             }
@@ -152,8 +163,16 @@ impl GramAccumulator {
     }
 
     pub fn finish(self) -> InputStats {
+        let gram = self.gram.map(|mut g| {
+            for j in 0..self.dim {
+                for i in j + 1..self.dim {
+                    g[(j, i)] = g[(i, j)];
+                }
+            }
+            g
+        });
         InputStats {
-            gram: self.gram,
+            gram,
             sq_norms: self.sq_norms,
             abs_sums: self.abs_sums,
             tokens: self.tokens,

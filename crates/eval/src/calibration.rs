@@ -42,7 +42,13 @@ impl Default for CalibrationConfig {
     }
 }
 
-/// `windows` windows of `seq_len` consecutive tokens at seeded uniform offsets in `tokens`.
+/// `windows` windows of `seq_len` consecutive tokens, drawn with a seeded generator.
+///
+/// The text is cut into `windows` equal strata and each window is drawn uniformly inside its
+/// own stratum, so windows never overlap and cover the whole text: for the same token budget
+/// the Grams see more distinct text than with independent uniform offsets (which overlap
+/// often when the text is only a few times longer than the budget). When a stratum is shorter
+/// than a window, offsets are drawn uniformly over the whole text instead.
 pub fn calibration_windows(
     tokens: &[u32],
     cfg: &CalibrationConfig,
@@ -60,10 +66,14 @@ pub fn calibration_windows(
         )));
     }
     let mut rng = SplitMix64::new(cfg.seed);
-    let span = (tokens.len() - cfg.seq_len + 1) as u64;
+    let stratum = tokens.len() / cfg.windows;
     Ok((0..cfg.windows)
-        .map(|_| {
-            let o = rng.below(span) as usize;
+        .map(|i| {
+            let o = if stratum >= cfg.seq_len {
+                i * stratum + rng.below((stratum - cfg.seq_len + 1) as u64) as usize
+            } else {
+                rng.below((tokens.len() - cfg.seq_len + 1) as u64) as usize
+            };
             tokens[o..o + cfg.seq_len].to_vec()
         })
         .collect())
@@ -182,6 +192,11 @@ pub fn walk_layers(
     } else {
         Vec::new()
     };
+    tracing::debug!(
+        rss_mib = crate::sys::rss_bytes().unwrap_or(0) >> 20,
+        peak_mib = crate::sys::peak_rss_bytes().unwrap_or(0) >> 20,
+        "calibration states ready"
+    );
     let mut out = Vec::with_capacity(n_layers);
     for l in 0..n_layers {
         let mut layer = DecoderLayer::load(ckpt, l)?;

@@ -184,3 +184,34 @@ fn blocked_attention_matches_reference_past_one_query_block() {
     let tokens: Vec<u32> = (0..300).map(|_| rng.below(V as u64) as u32).collect();
     assert_logits_close(&model, &naive_logits(&w, &tokens, true), &tokens, 2e-3);
 }
+
+#[test]
+fn gguf_and_safetensors_loaders_give_the_same_logits() {
+    use llm_compress_tensor_io::dequant::GgmlType;
+    use llm_compress_tensor_io::gguf::GgufWriter;
+    use llm_compress_tensor_io::ModelConfig;
+    for tied in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let w = random_weights(16, tied);
+        write_tiny_safetensors(dir.path(), &w, tied).unwrap();
+        let st = Model::load(&Checkpoint::open(dir.path()).unwrap()).unwrap();
+        // The same weights as GGUF: llama.cpp names, dims innermost first, q/k rows permuted
+        // into llama.cpp's RoPE order (the loader must undo it).
+        let cfg =
+            ModelConfig::from_hf_json(&config_json(tied), std::path::Path::new("config.json"))
+                .unwrap();
+        let mut gw = GgufWriter::new();
+        gw.add_model_config(&cfg).unwrap();
+        for (name, (shape, data)) in &w {
+            gw.add_hf_tensor(&cfg, name, shape, GgmlType::F32, data)
+                .unwrap();
+        }
+        let gpath = dir.path().join("tiny.gguf");
+        gw.write(&gpath).unwrap();
+        let gg = Model::load(&Checkpoint::open(&gpath).unwrap()).unwrap();
+        assert_eq!(gg.config.tie_word_embeddings, tied);
+        let (a, b) = (st.logits(&TOKENS).unwrap(), gg.logits(&TOKENS).unwrap());
+        // Same f32 weights after the round trip of the permutation: bit-identical logits.
+        assert_eq!(a, b, "tied = {tied}");
+    }
+}

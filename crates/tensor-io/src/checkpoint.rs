@@ -96,7 +96,11 @@ impl Checkpoint {
     fn open_gguf(path: &Path) -> Result<Self, IoError> {
         let g = GgufFile::open(path)?;
         let config = g.model_config()?;
-        let tokenizer = Some(gguf_tokenizer(&g)?);
+        // A GGUF without `tokenizer.ggml.*` (e.g. a test model) has no tokenizer.
+        let tokenizer = match g.get("tokenizer.ggml.model") {
+            Some(_) => Some(gguf_tokenizer(&g)?),
+            None => None,
+        };
         Ok(Self {
             path: path.into(),
             config,
