@@ -25,6 +25,19 @@ pub use llm_compress_eval as eval;
 pub use llm_compress_tensor_io as tensor_io;
 pub use llm_compress_whitening_svd as whitening_svd;
 
+/// Keep peak memory close to the live data on glibc: its mmap threshold rises after large
+/// frees, so the many short-lived multi-MiB activation buffers of the forward pass end up held
+/// in per-thread heaps and are never returned. Measured: SVD-LLM 0.2 on SmolLM2 (4 calibration
+/// windows) peaks at 1146 MiB by default, 809 MiB with the threshold fixed at 1 MiB. Call once,
+/// at the start of `main`, before threads start. A no-op elsewhere.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// The names most programs need.
 pub mod prelude {
     pub use llm_compress_core::{InputStats, Linear, LinearId, LinearKind, MatrixCompressor};

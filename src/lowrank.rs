@@ -87,6 +87,10 @@ pub struct LowRankOptions {
     pub ratio: f64,
     /// Closed-form update of the second factor from the compressed prefix (§2.5a).
     pub update: bool,
+    /// Where the whitening Grams come from: the original model (one pass, the reference's
+    /// behaviour, default) or the compressed prefix (sequential: each layer is whitened with
+    /// the inputs it will actually see).
+    pub whiten_from: StatsFrom,
     pub calibration: CalibrationConfig,
     #[serde(skip)]
     pub calibration_text: CalibrationText,
@@ -100,6 +104,7 @@ impl LowRankOptions {
             method,
             ratio,
             update: false,
+            whiten_from: StatsFrom::Original,
             calibration: CalibrationConfig::default(),
             calibration_text: CalibrationText::Source(TextSource::WikiText2Train),
             kinds: LinearKind::ALL.to_vec(),
@@ -167,10 +172,11 @@ pub fn compress_low_rank(
         stats_from,
         |l, layer, calib: &LayerCalibration| {
             let t = Instant::now();
-            let orig = calib
-                .original
-                .as_ref()
-                .ok_or_else(|| EvalError::Input("walk returned no original statistics".into()))?;
+            let orig = match opts.whiten_from {
+                StatsFrom::Compressed => calib.compressed.as_ref(),
+                _ => calib.original.as_ref(),
+            }
+            .ok_or_else(|| EvalError::Input("walk returned no whitening statistics".into()))?;
             // Whitening: one Cholesky per distinct input (q/k/v share one, gate/up share one),
             // then the seven factorisations in parallel.
             let chol: BTreeMap<LinearInput, Mat<f64>> = if opts.method == LowRankMethod::SvdLlm {

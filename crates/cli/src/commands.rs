@@ -200,6 +200,10 @@ pub struct CompressArgs {
     /// Closed-form update of the second factor on the compressed prefix (SVD-LLM §2.5a).
     #[arg(long)]
     pub update: bool,
+    /// Whitening statistics from the `original` model (one pass, as the reference) or from the
+    /// `compressed` prefix (sequential).
+    #[arg(long, default_value = "original", value_parser = ["original", "compressed"])]
+    pub whiten_from: String,
     /// Number of calibration windows.
     #[arg(long, default_value_t = 16)]
     pub calib_windows: usize,
@@ -231,6 +235,9 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     let ckpt = Checkpoint::open(&a.model)?;
     let mut opts = LowRankOptions::new(method, a.ratio);
     opts.update = a.update;
+    if a.whiten_from == "compressed" {
+        opts.whiten_from = llm_compress_eval::StatsFrom::Compressed;
+    }
     opts.calibration.windows = a.calib_windows;
     opts.calibration.seq_len = a.seq_len;
     opts.calibration.seed = a.seed;
@@ -247,7 +254,7 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     let calibration = json!({
         "text": a.calib, "windows": a.calib_windows, "seq_len": a.seq_len, "seed": a.seed,
     });
-    let method_json = json!({"name": method.name(), "ratio": a.ratio, "update": a.update});
+    let method_json = json!({"name": method.name(), "ratio": a.ratio, "update": a.update, "whiten_from": a.whiten_from});
     if a.dense {
         llm_compress::export::write_dense(&ckpt, &out, &a.out)?;
     } else {

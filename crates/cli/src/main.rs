@@ -36,6 +36,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    llm_compress::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -163,7 +163,7 @@ impl DecoderLayer {
                     crate::simd::silu_mul(gcol.as_slice_mut(), ucol.as_slice());
                 }
             });
-        if let Some(o) = observer.as_deref_mut() {
+        if let Some(o) = observer {
             o.observe(LinearInput::MlpHidden, g.as_ref());
         }
         self.down.forward(g.as_ref(), out.as_mut());
@@ -274,7 +274,7 @@ impl Rope {
 const QBLOCK: usize = 128;
 
 /// Grouped-query causal attention. `q` is `heads·d × T`, `k`/`v` are `kv_heads·d × T`.
-/// Queries are processed in blocks of [`QBLOCK`], each against the keys up to its end, so the
+/// Queries are processed in blocks of `QBLOCK` (128), each against the keys up to its end, so the
 /// masked upper triangle is (almost) never computed. Heads × blocks run in parallel.
 pub fn causal_attention(
     q: MatRef<'_, f32>,
