@@ -154,10 +154,10 @@ pub fn compress_low_rank(
             ..StatsRequest::NONE
         });
     }
-    let stats_from = if opts.update {
-        StatsFrom::Both
-    } else {
-        StatsFrom::Original
+    let stats_from = match (opts.whiten_from, opts.update) {
+        (StatsFrom::Original, false) => StatsFrom::Original,
+        (StatsFrom::Original, true) | (StatsFrom::Both, _) => StatsFrom::Both,
+        (StatsFrom::Compressed, _) => StatsFrom::Compressed,
     };
     let mut report = LowRankReport {
         prepare_s,

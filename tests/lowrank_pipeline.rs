@@ -137,6 +137,12 @@ fn update_and_baselines_run_and_whitening_beats_plain_svd() {
         err(LowRankMethod::SvdLlm, true),
     );
     assert!(whitened.is_finite() && plain.is_finite() && asvd.is_finite() && updated.is_finite());
+    for update in [false, true] {
+        let mut o = options(LowRankMethod::SvdLlm, 0.4, update);
+        o.whiten_from = llm_compress_eval::StatsFrom::Compressed;
+        let (out, _) = compress_low_rank(&ckpt, &o, |_| {}).unwrap();
+        assert!(out.layers.iter().all(|l| l.q.rank().is_some()));
+    }
     assert!(whitened < plain, "svd-llm {whitened} vs plain {plain}");
 }
 

@@ -164,6 +164,21 @@ fn run_layer(
     obs.map(StatsObserver::finish)
 }
 
+/// Statistics of `layer` over `states`, leaving the states unchanged.
+fn observe_only(
+    model: &Model,
+    layer: &DecoderLayer,
+    states: &[Mat<f32>],
+    request: StatsRequest,
+) -> InputStatsMap {
+    let mut obs = StatsObserver::new(layer, model.config.hidden_size, request);
+    for h in states {
+        let mut tmp = h.clone();
+        layer.forward(&model.config, &model.rope, &mut tmp, Some(&mut obs));
+    }
+    obs.finish()
+}
+
 /// Walk the decoder of `ckpt` one layer at a time over `windows`.
 ///
 /// `base` holds the embedding and RoPE table (see [`Model::load_without_layers`]).
@@ -203,26 +218,12 @@ pub fn walk_layers(
         let last = l + 1 == n_layers;
         // Statistics of the compressed prefix: the dense layer on the compressed stream. The
         // states are kept: the compressed layer must run on these same inputs afterwards.
-        let comp_stats = if use_comp {
-            let mut obs = StatsObserver::new(&layer, base.config.hidden_size, request);
-            for h in &comp {
-                let mut tmp = h.clone();
-                layer.forward(&base.config, &base.rope, &mut tmp, Some(&mut obs));
-            }
-            Some(obs.finish())
-        } else {
-            None
-        };
+        let comp_stats = use_comp.then(|| observe_only(base, &layer, &comp, request));
         // Original stream: statistics and the next layer's inputs in one pass.
         let orig_stats = if use_orig {
             if last {
-                // The outputs are not needed: observe without keeping them.
-                let mut obs = StatsObserver::new(&layer, base.config.hidden_size, request);
-                for h in &orig {
-                    let mut tmp = h.clone();
-                    layer.forward(&base.config, &base.rope, &mut tmp, Some(&mut obs));
-                }
-                Some(obs.finish())
+                // The outputs are not needed.
+                Some(observe_only(base, &layer, &orig, request))
             } else {
                 run_layer(base, &layer, &mut orig, Some(request))
             }
