@@ -20,9 +20,10 @@ run() {
   python3 -c 'import json,sys; c=json.loads(sys.argv[1]); e=json.loads(sys.argv[2])
 print(f"| {c[\"method\"][\"name\"]} | {c[\"method\"][\"ratio\"]} | {sys.argv[3]} | {100*c[\"kept_fraction\"]:.2f}% | {e[\"ppl\"]:.2f} | {c[\"wall_s\"]:.1f} | {c[\"peak_rss_bytes\"]/2**20:.0f} |")' "$c" "$e" "$*"
 }
-run svd-llm 0.2
-run svd-llm 0.2 --update
-run svd-llm 0.4
-run svd-llm 0.4 --update
-run svd 0.2
-run asvd 0.2
+for r in 0.2 0.4; do
+  run svd-llm $r
+  run svd-llm $r --whiten-from original
+  run svd-llm $r --whiten-from original --update
+done
+run svd 0.2 --whiten-from original
+run asvd 0.2 --whiten-from original

@@ -200,9 +200,9 @@ pub struct CompressArgs {
     /// Closed-form update of the second factor on the compressed prefix (SVD-LLM §2.5a).
     #[arg(long)]
     pub update: bool,
-    /// Whitening statistics from the `original` model (one pass, as the reference) or from the
-    /// `compressed` prefix (sequential).
-    #[arg(long, default_value = "original", value_parser = ["original", "compressed"])]
+    /// Whitening statistics from the `compressed` prefix (sequential, default) or from the
+    /// `original` model (one pass, as the reference code; about half the time).
+    #[arg(long, default_value = "compressed", value_parser = ["original", "compressed"])]
     pub whiten_from: String,
     /// Number of calibration windows.
     #[arg(long, default_value_t = 16)]
@@ -235,8 +235,8 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     let ckpt = Checkpoint::open(&a.model)?;
     let mut opts = LowRankOptions::new(method, a.ratio);
     opts.update = a.update;
-    if a.whiten_from == "compressed" {
-        opts.whiten_from = llm_compress_eval::StatsFrom::Compressed;
+    if a.whiten_from == "original" {
+        opts.whiten_from = llm_compress_eval::StatsFrom::Original;
     }
     opts.calibration.windows = a.calib_windows;
     opts.calibration.seq_len = a.seq_len;
