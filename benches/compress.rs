@@ -1,7 +1,8 @@
 //! Compression bench: wall time (calibration included) and peak RSS of SVD-LLM at ratio 0.2 on
 //! the default model with 16 x 2048 calibration windows, with where the time goes.
 //!
-//! `cargo bench --bench compress [-- --ratio R --windows N --model PATH]`. Peak RSS is the
+//! `cargo bench --bench compress [-- --ratio R --windows N --model PATH --one-pass]`
+//! (`--one-pass`: whitening Grams from the original model, as the reference code). Peak RSS is the
 //! process's `VmHWM`: this binary does nothing else, so it is the compression's peak.
 
 use llm_compress::lowrank::{compress_low_rank, LowRankMethod, LowRankOptions};
@@ -32,6 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let open_s = t0.elapsed().as_secs_f64();
     let mut opts = LowRankOptions::new(LowRankMethod::SvdLlm, ratio);
     opts.calibration.windows = windows;
+    let one_pass = std::env::args().any(|a| a == "--one-pass");
+    if one_pass {
+        opts.whiten_from = llm_compress::eval::StatsFrom::Original;
+    }
     let (out, r) = compress_low_rank(&ckpt, &opts, |_| {})?;
     let dir = tempfile::tempdir()?;
     let t1 = Instant::now();
@@ -46,7 +51,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let write_s = t1.elapsed().as_secs_f64();
     let total = t0.elapsed().as_secs_f64();
     let peak = llm_compress::eval::sys::peak_rss_bytes().unwrap_or(0);
-    println!("| SVD-LLM {ratio}, {windows} x 2048 calibration | value |");
+    let mode = if one_pass { "one-pass" } else { "sequential" };
+    println!("| SVD-LLM {ratio}, {windows} x 2048 calibration, {mode} whitening | value |");
     println!("|---|---|");
     println!("| open checkpoint (s) | {open_s:.2} |");
     println!("| tokenize + sample calibration (s) | {:.2} |", r.prepare_s);

@@ -8,17 +8,29 @@ bin=target/release/llm-compress
 model="$(./scripts/fetch-model.sh)"
 work="${WORK:-target/svd-llm-results}"
 mkdir -p "$work"
-d=$("$bin" eval "$model" --max-windows 20 --json --quiet)
+row() {
+  python3 - "$@" <<'PY'
+import json, sys
+if sys.argv[1] == "dense":
+    d = json.loads(sys.argv[2])
+    print("| dense | 0 | | 100%% | %.2f | | |" % d["ppl"])
+else:
+    c, e, opts = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+    m = c["method"]
+    print("| %s | %s | %s | %.2f%% | %.2f | %.1f | %.0f |" % (
+        m["name"], m["ratio"], opts, 100 * c["kept_fraction"], e["ppl"], c["wall_s"],
+        c["peak_rss_bytes"] / 2**20))
+PY
+}
 echo "| method | ratio | options | kept linear params | wt2-20w ppl | compress s | peak RSS MiB |"
 echo "|---|---|---|---|---|---|---|"
-python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(f"| dense | 0 | | 100% | {d[\"ppl\"]:.2f} | | |")' "$d"
+row dense "$("$bin" eval "$model" --max-windows 20 --json --quiet)"
 run() {
   method=$1; ratio=$2; shift 2
   out="$work/$method-$ratio$(echo "$*" | tr -d ' -')"
   c=$("$bin" compress "$model" --method "$method" --ratio "$ratio" --out "$out" --json --quiet "$@")
   e=$("$bin" eval "$out" --max-windows 20 --json --quiet)
-  python3 -c 'import json,sys; c=json.loads(sys.argv[1]); e=json.loads(sys.argv[2])
-print(f"| {c[\"method\"][\"name\"]} | {c[\"method\"][\"ratio\"]} | {sys.argv[3]} | {100*c[\"kept_fraction\"]:.2f}% | {e[\"ppl\"]:.2f} | {c[\"wall_s\"]:.1f} | {c[\"peak_rss_bytes\"]/2**20:.0f} |")' "$c" "$e" "$*"
+  row "$c" "$e" "$*"
 }
 for r in 0.2 0.4; do
   run svd-llm $r
