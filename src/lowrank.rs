@@ -18,8 +18,7 @@ use llm_compress_eval::{
 };
 use llm_compress_tensor_io::Checkpoint;
 use llm_compress_whitening_svd::{
-    closed_form_update, robust_cholesky, whitened_svd_with_cholesky, Asvd, CholeskyOptions,
-    PlainSvd, SvdLlm,
+    closed_form_update, robust_cholesky, Asvd, CholeskyOptions, PlainSvd, SvdLlm,
 };
 use rayon::prelude::*;
 use serde::Serialize;
@@ -210,16 +209,9 @@ pub fn compress_low_rank(
                     let id = LinearId { layer: l, kind };
                     let w = layer.linear(kind).to_dense();
                     let mut lin = match chol.get(&kind.input()) {
-                        Some(lf) => {
-                            let k = llm_compress_core::budget::svd_llm_rank(
-                                w.nrows(),
-                                w.ncols(),
-                                opts.ratio,
-                            );
-                            let w64 =
-                                Mat::<f64>::from_fn(w.nrows(), w.ncols(), |i, j| w[(i, j)] as f64);
-                            whitened_svd_with_cholesky(w64.as_ref(), lf.as_ref(), k)?.to_linear()?
-                        }
+                        Some(lf) => SvdLlm::new(opts.ratio)
+                            .factorize_with_cholesky(id, w.as_ref(), lf.as_ref())?
+                            .to_linear()?,
                         None => compressor.compress(id, w.as_ref(), &orig[&kind.input()])?,
                     };
                     if opts.update {

@@ -9,7 +9,10 @@
 //! (§2.3's √Σ split), computed in f64 by [`crate::whitened`].
 
 use crate::util::to_f64;
-use crate::whitened::{asvd_scales, plain_svd_f64, scaled_svd_f64, whitened_svd, WhitenedSvd};
+use crate::whitened::{
+    asvd_scales, plain_svd_f64, scaled_svd_f64, whitened_svd, whitened_svd_with_cholesky,
+    WhitenedSvd,
+};
 use faer::MatRef;
 use llm_compress_core::budget::{check_ratio, svd_llm_rank};
 use llm_compress_core::{CoreError, InputStats, Linear, LinearId, MatrixCompressor, StatsRequest};
@@ -84,6 +87,22 @@ impl SvdLlm {
             CoreError::MissingStats(format!("{id}: svd-llm needs the input Gram"))
         })?;
         let f = whitened_svd(weight, g.as_ref(), k).map_err(|e| in_linear(id, e))?;
+        log_result("svd-llm", id, &f);
+        Ok(f)
+    }
+
+    /// The same factorisation from an already computed Cholesky factor `L` of the input Gram,
+    /// so that linears reading the same input (q/k/v, gate/up) share one factorisation.
+    pub fn factorize_with_cholesky(
+        &self,
+        id: LinearId,
+        weight: MatRef<'_, f32>,
+        l: MatRef<'_, f64>,
+    ) -> Result<WhitenedSvd, CoreError> {
+        let (m, n) = weight.shape();
+        let k = self.rank(m, n)?;
+        let f = whitened_svd_with_cholesky(to_f64(weight).as_ref(), l, k)
+            .map_err(|e| in_linear(id, e))?;
         log_result("svd-llm", id, &f);
         Ok(f)
     }
