@@ -5,10 +5,10 @@
 use llm_compress_core::{Linear, LinearId, LinearKind, Mat};
 use llm_compress_eval::{DecoderLayer, EvalError, Model};
 use llm_compress_tensor_io::compact::{
-    self, linear_to_tensors, write_tensor_sources, BaseModel, Manifest, TensorSource,
-    FORMAT_VERSION,
+    self, linear_to_tensors, write_json_atomic, write_tensor_sources, BaseModel, Manifest,
+    TensorSource, FORMAT_VERSION,
 };
-use llm_compress_tensor_io::{atomic::write_bytes_atomic, Checkpoint, IoError};
+use llm_compress_tensor_io::{Checkpoint, IoError};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -143,11 +143,10 @@ pub fn write_dense(ckpt: &Checkpoint, out: &OutputLayers, dir: &Path) -> Result<
         }
     }
     write_tensor_sources(&dir.join("model.safetensors"), &tensors)?;
-    let json = |v: &serde_json::Value| serde_json::to_vec_pretty(v).unwrap_or_default();
     if let Some(t) = &ckpt.tokenizer {
-        write_bytes_atomic(&dir.join("tokenizer.json"), &json(&t.to_hf_json()))?;
+        write_json_atomic(&dir.join("tokenizer.json"), &t.to_hf_json())?;
     }
     // config.json last: a folder without it does not load as a model.
-    write_bytes_atomic(&dir.join("config.json"), &json(&ckpt.config.to_hf_json()))?;
+    write_json_atomic(&dir.join("config.json"), &ckpt.config.to_hf_json())?;
     Ok(())
 }

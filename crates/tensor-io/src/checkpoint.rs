@@ -10,9 +10,7 @@ use crate::gguf::GgufFile;
 use crate::safetensors::SafetensorsFile;
 use crate::{IoError, ModelConfig, Tokenizer};
 use llm_compress_core::{Linear, LinearId, Mat};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// A dense f32 tensor in row-major order, outermost dimension first.
@@ -259,7 +257,10 @@ impl Checkpoint {
 
     /// Whether a tensor exists (by HF name).
     pub fn has_tensor(&self, name: &str) -> bool {
-        self.stored_tensors().iter().any(|t| t.name == name)
+        match &self.source {
+            Source::Gguf(g) => crate::gguf::gguf_name(name).is_some_and(|n| g.contains(&n)),
+            Source::Safetensors { index, .. } => index.contains_key(name),
+        }
     }
 
     /// Every stored tensor with its HF name, shape (outermost first) and stored dtype.
@@ -301,19 +302,7 @@ impl Checkpoint {
 
     /// SHA-256 over the bytes of the checkpoint's tensor files, in order (hex).
     pub fn sha256(&self) -> Result<String, IoError> {
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        for f in self.files() {
-            let mut file = std::fs::File::open(&f).map_err(|e| IoError::io(&f, e))?;
-            loop {
-                let n = file.read(&mut buf).map_err(|e| IoError::io(&f, e))?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-        }
-        Ok(format!("{:x}", h.finalize()))
+        compact::files_sha256(&self.files())
     }
 
     /// The tokenizer, or an error saying the checkpoint has none.

@@ -195,16 +195,23 @@ pub fn linear_from_tensors(repr: &LinearRepr, file: &SafetensorsFile) -> Result<
 
 /// SHA-256 of a file (hex).
 pub fn file_sha256(path: &Path) -> Result<String, IoError> {
+    files_sha256(std::slice::from_ref(&path.to_path_buf()))
+}
+
+/// SHA-256 over the bytes of `paths`, concatenated in order (hex), read in 1 MiB blocks.
+pub fn files_sha256(paths: &[std::path::PathBuf]) -> Result<String, IoError> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| IoError::io(path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| IoError::io(path, e))?;
-        if n == 0 {
-            break;
+    for path in paths {
+        let mut f = std::fs::File::open(path).map_err(|e| IoError::io(path, e))?;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| IoError::io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
         }
-        h.update(&buf[..n]);
     }
     Ok(format!("{:x}", h.finalize()))
 }
@@ -227,23 +234,24 @@ pub fn write_compact(
     let tpath = dir.join(TENSORS);
     write_tensor_sources(&tpath, tensors)?;
     manifest.tensors_sha256 = file_sha256(&tpath)?;
-    let json = |v: &serde_json::Value, p: &Path| -> Result<Vec<u8>, IoError> {
-        serde_json::to_vec_pretty(v).map_err(|source| IoError::Json {
-            path: p.into(),
-            source,
-        })
-    };
-    let cpath = dir.join("config.json");
-    write_bytes_atomic(&cpath, &json(config_json, &cpath)?)?;
+    write_json_atomic(&dir.join("config.json"), config_json)?;
     if let Some(t) = tokenizer_json {
-        let p = dir.join("tokenizer.json");
-        write_bytes_atomic(&p, &json(t, &p)?)?;
+        write_json_atomic(&dir.join("tokenizer.json"), t)?;
     }
     let m = serde_json::to_value(&manifest).map_err(|source| IoError::Json {
         path: mpath.clone(),
         source,
     })?;
-    write_bytes_atomic(&mpath, &json(&m, &mpath)?)
+    write_json_atomic(&mpath, &m)
+}
+
+/// Write `value` as pretty JSON to `path`, atomically.
+pub fn write_json_atomic(path: &Path, value: &serde_json::Value) -> Result<(), IoError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| IoError::Json {
+        path: path.into(),
+        source,
+    })?;
+    write_bytes_atomic(path, &bytes)
 }
 
 /// Read and check a manifest (version, tensor file hash).
