@@ -69,13 +69,20 @@ pub struct Manifest {
     pub tensors_sha256: String,
 }
 
-/// A tensor to be written, borrowed from where it lives (no copy is made).
-#[derive(Clone, Copy, Debug)]
+/// A tensor to be written, borrowed from where it lives (no copy is made for f32 data).
+#[derive(Clone, Debug)]
 pub enum TensorSource<'a> {
     /// A matrix, written row-major as `[rows, cols]`.
     Matrix(MatRef<'a, f32>),
     /// A vector, written as `[len]`.
     Vector(&'a [f32]),
+    /// Raw little-endian bytes of a tensor of another dtype (packed indices, quantized values,
+    /// f16 copies): `data.len()` must equal the product of `shape` times `dtype.size()`.
+    Bytes {
+        dtype: Dtype,
+        shape: Vec<usize>,
+        data: std::borrow::Cow<'a, [u8]>,
+    },
 }
 
 impl TensorSource<'_> {
@@ -83,7 +90,21 @@ impl TensorSource<'_> {
         match self {
             TensorSource::Matrix(m) => vec![m.nrows(), m.ncols()],
             TensorSource::Vector(v) => vec![v.len()],
+            TensorSource::Bytes { shape, .. } => shape.clone(),
         }
+    }
+
+    /// The dtype written to the file.
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            TensorSource::Matrix(_) | TensorSource::Vector(_) => Dtype::F32,
+            TensorSource::Bytes { dtype, .. } => *dtype,
+        }
+    }
+
+    /// Bytes this tensor occupies in the file.
+    pub fn byte_len(&self) -> usize {
+        self.shape().iter().product::<usize>() * self.dtype().size()
     }
 
     /// Write the f32 little-endian bytes, row-major.
@@ -103,6 +124,21 @@ impl TensorSource<'_> {
             TensorSource::Vector(v) => {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
                 w.write_all(&bytes)
+            }
+            TensorSource::Bytes { data, .. } => {
+                if data.len() != self.byte_len() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!(
+                            "tensor of shape {:?} {} needs {} bytes, got {}",
+                            self.shape(),
+                            self.dtype().name(),
+                            self.byte_len(),
+                            data.len()
+                        ),
+                    ));
+                }
+                w.write_all(data)
             }
         }
     }
@@ -141,7 +177,7 @@ pub fn write_tensor_sources(
         .iter()
         .map(|(name, t)| TensorHeader {
             name: name.clone(),
-            dtype: Dtype::F32,
+            dtype: t.dtype(),
             shape: t.shape(),
         })
         .collect();
@@ -291,6 +327,39 @@ pub fn read_manifest(dir: &Path, verify_hash: bool) -> Result<Manifest, IoError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_byte_tensors_round_trip_and_wrong_lengths_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.safetensors");
+        let packed = [0b1010_0101u8, 7, 255];
+        let mut tensors = BTreeMap::new();
+        tensors.insert(
+            "idx".to_string(),
+            TensorSource::Bytes {
+                dtype: Dtype::U8,
+                shape: vec![3],
+                data: std::borrow::Cow::Borrowed(&packed[..]),
+            },
+        );
+        tensors.insert("v".to_string(), TensorSource::Vector(&[1.5, -2.0]));
+        write_tensor_sources(&path, &tensors).unwrap();
+        let f = SafetensorsFile::open(&path).unwrap();
+        assert_eq!(f.info("idx").unwrap().dtype, Dtype::U8);
+        assert_eq!(f.bytes("idx").unwrap(), &packed[..]);
+        assert_eq!(f.tensor_f32("v").unwrap().1, vec![1.5, -2.0]);
+        tensors.insert(
+            "bad".to_string(),
+            TensorSource::Bytes {
+                dtype: Dtype::F16,
+                shape: vec![3],
+                data: std::borrow::Cow::Owned(vec![0u8; 5]),
+            },
+        );
+        let bad = dir.path().join("bad.safetensors");
+        assert!(write_tensor_sources(&bad, &tensors).is_err());
+        assert!(!bad.exists());
+    }
 
     #[test]
     fn low_rank_round_trip_through_the_folder() {
