@@ -116,6 +116,14 @@ pub fn write_dense(ckpt: &Checkpoint, out: &OutputLayers, dir: &Path) -> Result<
         path: dir.into(),
         source: e,
     })?;
+    // A stale config.json must not make a half-written folder look like a model.
+    let cfg_path = dir.join("config.json");
+    if cfg_path.exists() {
+        std::fs::remove_file(&cfg_path).map_err(|e| IoError::Io {
+            path: cfg_path.clone(),
+            source: e,
+        })?;
+    }
     // Dense layers are borrowed; compressed ones are materialised one at a time below.
     let dense: Vec<Vec<Option<Mat<f32>>>> = out
         .layers

@@ -19,6 +19,8 @@
 
 pub mod export;
 pub mod lowrank;
+#[doc(hidden)]
+pub mod testing;
 
 pub use llm_compress_core as core;
 pub use llm_compress_eval as eval;

@@ -50,3 +50,15 @@ pub fn par() -> faer::Par {
         faer::Par::rayon(n)
     }
 }
+
+/// The parallel degree of kernels whose floating-point result depends on how their work is
+/// split (faer's SVD and eigen solvers). Fixed, so that results are bit-identical whatever the
+/// number of threads: faer splits by the degree it is given, and rayon runs the pieces on however
+/// many threads exist (measured: matmul, SYRK and Cholesky do not depend on the degree; the SVD
+/// does).
+pub const DETERMINISTIC_DEGREE: usize = 4;
+
+/// Parallelism for degree-sensitive kernels: [`DETERMINISTIC_DEGREE`] pieces.
+pub fn par_deterministic() -> faer::Par {
+    faer::Par::rayon(DETERMINISTIC_DEGREE)
+}

@@ -230,6 +230,7 @@ impl Checkpoint {
                 shards[*i].tensor_f32(name)?
             }
         };
+        check_finite(&self.path, name, &data)?;
         Ok(Tensor { shape, data })
     }
 
@@ -238,7 +239,19 @@ impl Checkpoint {
     pub fn linear(&self, id: LinearId) -> Result<Linear, IoError> {
         if let (Some(m), Source::Safetensors { shards, .. }) = (&self.manifest, &self.source) {
             if let Some(repr) = m.linears.get(&id.to_string()) {
-                return compact::linear_from_tensors(repr, &shards[0]);
+                let lin = compact::linear_from_tensors(repr, &shards[0])?;
+                let want = self.config.linear_shape(id.kind);
+                if lin.shape() != want {
+                    return Err(IoError::InvalidField {
+                        path: self.path.join(compact::MANIFEST),
+                        field: format!("linears.{id}"),
+                        detail: format!(
+                            "describes a {:?} linear, the config implies {want:?}",
+                            lin.shape()
+                        ),
+                    });
+                }
+                return Ok(lin);
             }
         }
         let name = format!("model.layers.{}.{}.weight", id.layer, id.kind.hf_name());
@@ -370,4 +383,22 @@ fn gguf_tokenizer(g: &GgufFile) -> Result<Tokenizer, IoError> {
             .ok_or_else(|| invalid("tokenizer.ggml.pre", "expected a string"))?,
     };
     Tokenizer::from_vocab(tokens, types, merges, pre, path)
+}
+
+/// Refuse a tensor holding NaN or ±inf: every later stage (Grams, Cholesky, SVD, perplexity)
+/// would turn it into NaN output without saying why.
+pub(crate) fn check_finite(path: &Path, name: &str, data: &[f32]) -> Result<(), IoError> {
+    match data.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(IoError::InvalidField {
+            path: path.into(),
+            field: name.into(),
+            detail: format!(
+                "value {} at flat index {i} is not finite ({} of {} values are NaN or ±inf)",
+                data[i],
+                data.iter().filter(|v| !v.is_finite()).count(),
+                data.len()
+            ),
+        }),
+    }
 }

@@ -181,6 +181,23 @@ pub fn write_tensor_sources(
             shape: t.shape(),
         })
         .collect();
+    // Never write NaN or ±inf silently: a method that produced them failed.
+    for (name, t) in tensors {
+        let bad = match t {
+            TensorSource::Matrix(m) => (0..m.ncols())
+                .flat_map(|j| (0..m.nrows()).map(move |i| m[(i, j)]))
+                .find(|v| !v.is_finite()),
+            TensorSource::Vector(v) => v.iter().copied().find(|v| !v.is_finite()),
+            TensorSource::Bytes { .. } => None,
+        };
+        if let Some(v) = bad {
+            return Err(IoError::InvalidField {
+                path: path.into(),
+                field: name.clone(),
+                detail: format!("refusing to write a tensor holding {v} (not finite)"),
+            });
+        }
+    }
     let sources: Vec<&TensorSource> = tensors.values().collect();
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "pt".to_string());
@@ -199,6 +216,7 @@ pub fn linear_from_tensors(repr: &LinearRepr, file: &SafetensorsFile) -> Result<
                     detail: format!("manifest says shape {shape:?}, file has {s:?}"),
                 });
             }
+            crate::checkpoint::check_finite(file.path(), tensor, &data)?;
             let [m, n] = *shape;
             Ok(Linear::Dense(Mat::from_fn(m, n, |i, j| data[i * n + j])))
         }

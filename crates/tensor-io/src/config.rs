@@ -34,6 +34,15 @@ impl Architecture {
     }
 }
 
+/// Largest hidden, intermediate or head width accepted (2^20; LLaMA-70B uses 28,672).
+pub const MAX_WIDTH: usize = 1 << 20;
+/// Largest vocabulary accepted (2^24; the largest released vocabularies are ~256k).
+pub const MAX_VOCAB: usize = 1 << 24;
+/// Largest number of decoder layers accepted.
+pub const MAX_LAYERS: usize = 4096;
+/// Largest number of attention heads accepted.
+pub const MAX_HEADS: usize = 4096;
+
 /// Hyper-parameters of a Llama-family decoder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -203,6 +212,41 @@ impl ModelConfig {
         }
         if self.head_dim % 2 != 0 {
             return Err(bad("head_dim", format!("{} is odd", self.head_dim)));
+        }
+        // Hard limits, far above any released model, so that no product of sizes overflows
+        // and no allocation is sized by a hostile number (docs/limits.md).
+        for (field, value, limit) in [
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("intermediate_size", self.intermediate_size, MAX_WIDTH),
+            ("head_dim", self.head_dim, MAX_WIDTH),
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("num_hidden_layers", self.num_layers, MAX_LAYERS),
+            ("num_attention_heads", self.num_heads, MAX_HEADS),
+        ] {
+            if value == 0 || value > limit {
+                return Err(bad(field, format!("{value} is outside 1..={limit}")));
+            }
+        }
+        if self.num_heads * self.head_dim > MAX_WIDTH {
+            return Err(bad(
+                "num_attention_heads",
+                format!(
+                    "{} heads of {} exceed the width limit {MAX_WIDTH}",
+                    self.num_heads, self.head_dim
+                ),
+            ));
+        }
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
+            return Err(bad(
+                "rms_norm_eps",
+                format!("{} is not finite", self.rms_norm_eps),
+            ));
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            return Err(bad(
+                "rope_theta",
+                format!("{} is not positive", self.rope_theta),
+            ));
         }
         Ok(())
     }

@@ -249,7 +249,8 @@ fn smallest_eigenvalue(a: MatRef<'_, f64>) -> Result<f64, CoreError> {
     if n == 0 {
         return Ok(0.0);
     }
-    let par = par();
+    // Degree-sensitive: a fixed degree keeps results bit-identical whatever the thread count.
+    let par = llm_compress_core::par_deterministic();
     let mut s = Diag::<f64>::zeros(n);
     let mut mem = MemBuffer::new(self_adjoint_evd_scratch::<f64>(
         n,

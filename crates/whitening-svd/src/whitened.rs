@@ -302,7 +302,9 @@ fn thin_svd(a: MatRef<'_, f64>) -> Result<ThinSvd, CoreError> {
     let mut u = Mat::<f64>::zeros(m, r);
     let mut v = Mat::<f64>::zeros(n, r);
     let mut s = Diag::<f64>::zeros(r);
-    let par = par();
+    // The SVD's result depends on its parallel degree: a fixed one keeps outputs bit-identical
+    // whatever the thread count.
+    let par = llm_compress_core::par_deterministic();
     let mut mem = MemBuffer::new(svd_scratch::<f64>(
         m,
         n,
