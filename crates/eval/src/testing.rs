@@ -106,3 +106,26 @@ pub fn write_tiny_safetensors(dir: &Path, w: &Weights, tied: bool) -> std::io::R
         .map_err(std::io::Error::other)?;
     std::fs::write(dir.join("config.json"), config_json(tied))
 }
+
+/// The real default model (SmolLM2-135M-Instruct GGUF) for end-to-end tests: `$LLM_COMPRESS_MODEL`,
+/// else the cache path `scripts/fetch-model.sh` downloads to. `None` (the test says so and
+/// passes) only when `LLM_COMPRESS_SKIP_MODEL_TESTS=1`; otherwise a missing model fails the test.
+pub fn real_model_path() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if std::env::var("LLM_COMPRESS_SKIP_MODEL_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("LLM_COMPRESS_SKIP_MODEL_TESTS=1: real-model test skipped");
+        return None;
+    }
+    let p = std::env::var("LLM_COMPRESS_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
+            PathBuf::from(home).join(".cache/llm-compress/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        p.exists(),
+        "{} not found: run scripts/fetch-model.sh (or set LLM_COMPRESS_SKIP_MODEL_TESTS=1)",
+        p.display()
+    );
+    Some(p)
+}

@@ -735,6 +735,19 @@ impl GgufFile {
                 }
             }
         }
+        // Overlapping tensors: two names for the same bytes is never a valid file.
+        let mut spans: Vec<(u64, u64, &str)> = tensors
+            .iter()
+            .filter(|t| t.n_bytes > 0)
+            .map(|t| (t.offset, t.offset + t.n_bytes as u64, t.name.as_str()))
+            .collect();
+        spans.sort_unstable();
+        if let Some(w) = spans.windows(2).find(|w| w[1].0 < w[0].1) {
+            return Err(c.malformed(format!(
+                "tensors `{}` and `{}` overlap (bytes {}..{} and {}..{} of the data section)",
+                w[0].2, w[1].2, w[0].0, w[0].1, w[1].0, w[1].1
+            )));
+        }
 
         Ok(GgufFile {
             path,

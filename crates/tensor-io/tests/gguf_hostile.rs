@@ -283,6 +283,15 @@ fn duplicate_tensor_name() {
 }
 
 #[test]
+fn overlapping_tensors() {
+    // "b" (16 bytes at 32) starts inside "a" (64 bytes at 0).
+    let mut r = Raw::header(3, 2, 0);
+    r.tensor("a", &[16], 0, 0).tensor("b", &[4], 0, 32).pad(32);
+    r.0.extend([0u8; 64]);
+    malformed(&r.0, "overlap");
+}
+
+#[test]
 fn deeply_nested_arrays_do_not_overflow_the_stack() {
     let depth = 100_000;
     let mut r = Raw::header(3, 0, 1);
