@@ -96,6 +96,16 @@ impl SparsityOptions {
         }
     }
 
+    /// Check the pattern, sparsity and α (a bad option is an input error).
+    pub fn validate(&self) -> Result<(), EvalError> {
+        for kind in self.scope.kinds() {
+            self.pruner(kind)
+                .validate()
+                .map_err(|e| EvalError::Input(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// The pruner applied to `kind`: the method on the MLP, Wanda (or magnitude) on attention.
     fn pruner(&self, kind: LinearKind) -> Pruner {
         let method = match (self.method, kind.input()) {
@@ -136,9 +146,7 @@ pub fn compress_sparse(
 ) -> Result<(OutputLayers, SparsityReport), EvalError> {
     let t0 = Instant::now();
     let kinds = opts.scope.kinds();
-    for &kind in &kinds {
-        opts.pruner(kind).validate()?;
-    }
+    opts.validate()?;
     let text_tokens = opts.calibration_text.tokens(ckpt)?;
     let windows = calibration_windows(&text_tokens, &opts.calibration)?;
     let base = Model::load_without_layers(ckpt)?;

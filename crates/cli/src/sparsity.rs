@@ -11,7 +11,10 @@ use serde_json::json;
 
 /// Run a pruning method; `method` is already parsed from `--method`.
 pub fn compress_sparse_cmd(ui: &Ui, a: CompressArgs, method: PruneMethod) -> CliResult {
-    let pattern: SparsityPattern = a.pattern.parse().map_err(EvalError::Core)?;
+    let pattern: SparsityPattern = a
+        .pattern
+        .parse()
+        .map_err(|e: llm_compress_core::CoreError| EvalError::Input(e.to_string()))?;
     let scope = PruneScope::parse(&a.scope).ok_or_else(|| {
         EvalError::Input(format!(
             "unknown scope `{}`; expected mlp, attention or all",
@@ -31,6 +34,7 @@ pub fn compress_sparse_cmd(ui: &Ui, a: CompressArgs, method: PruneMethod) -> Cli
         "wikitext2" | "wikitext2-train" => TextSource::WikiText2Train,
         other => TextSource::File(other.into()),
     });
+    opts.validate()?;
     let ckpt = Checkpoint::open(&a.model)?;
     let pb = ui.bar(ckpt.config.num_layers as u64, "layers");
     let (out, report) = compress_sparse(&ckpt, &opts, |Progress::Layer { done, .. }| {
