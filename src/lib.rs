@@ -5,6 +5,7 @@
 //! - [`tensor_io`]: safetensors, GGUF, `config.json`, tokenizers, atomic writers;
 //! - [`eval`]: the Llama-family runtime, calibration walk, perplexity;
 //! - [`whitening_svd`]: SVD-LLM, plain SVD, ASVD.
+//! - [`glu_sparsity`]: DaSS, Wanda and magnitude pruning (N:M and unstructured).
 //!
 //! # Example
 //! ```no_run
@@ -19,11 +20,13 @@
 
 pub mod export;
 pub mod lowrank;
+pub mod sparsity;
 #[doc(hidden)]
 pub mod testing;
 
 pub use llm_compress_core as core;
 pub use llm_compress_eval as eval;
+pub use llm_compress_glu_sparsity as glu_sparsity;
 pub use llm_compress_tensor_io as tensor_io;
 pub use llm_compress_whitening_svd as whitening_svd;
 

@@ -191,7 +191,7 @@ pub fn eval(ui: &Ui, a: EvalArgs) -> CliResult {
 pub struct CompressArgs {
     /// The model to compress (.gguf, .safetensors, or a folder).
     pub model: PathBuf,
-    /// svd-llm | svd | asvd
+    /// svd-llm | svd | asvd | dass | wanda | magnitude
     #[arg(long, default_value = "svd-llm")]
     pub method: String,
     /// Fraction of decoder-linear parameters removed, in [0, 1).
@@ -222,13 +222,29 @@ pub struct CompressArgs {
     /// Write a dense Hugging Face checkpoint (products materialised) instead of the compact form.
     #[arg(long)]
     pub dense: bool,
+    /// Pruning pattern (dass, wanda, magnitude): N:M (N zeros per M, e.g. 2:4, 4:8) or
+    /// `unstructured`.
+    #[arg(long, default_value = "2:4")]
+    pub pattern: String,
+    /// Pruned fraction for `--pattern unstructured` (default 0.5; N:M fixes it to N/M).
+    #[arg(long)]
+    pub sparsity: Option<f64>,
+    /// Linears pruned: `mlp` (gate/up/down), `attention` (q/k/v/o, Wanda) or `all`.
+    #[arg(long, default_value = "mlp", value_parser = ["mlp", "attention", "all"])]
+    pub scope: String,
+    /// DaSS exponent of the intermediate activation norm.
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f64,
 }
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     use llm_compress::lowrank::{compress_low_rank, LowRankMethod, LowRankOptions, Progress};
+    if let Some(m) = llm_compress_glu_sparsity::PruneMethod::parse(&a.method) {
+        return crate::sparsity::compress_sparse_cmd(ui, a, m);
+    }
     let method = LowRankMethod::parse(&a.method).ok_or_else(|| {
         EvalError::Input(format!(
-            "unknown method `{}`; expected svd-llm, svd or asvd",
+            "unknown method `{}`; expected svd-llm, svd, asvd, dass, wanda or magnitude",
             a.method
         ))
     })?;

@@ -32,12 +32,14 @@ pub mod budget;
 mod error;
 mod linear;
 pub mod rng;
+mod sparse;
 mod stats;
 mod traits;
 
 pub use error::CoreError;
 pub use faer::{Mat, MatMut, MatRef};
 pub use linear::{Linear, LinearId, LinearInput, LinearKind};
+pub use sparse::{GroupAxis, NmSparse, SparsityPattern};
 pub use stats::{GramAccumulator, InputStats, StatsRequest};
 pub use traits::{GroupCompressor, LayerPolicy, MatrixCompressor};
 

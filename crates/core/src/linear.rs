@@ -1,6 +1,6 @@
 //! How one weight is stored, and its forward pass.
 
-use crate::{par, CoreError, Mat, MatMut, MatRef};
+use crate::{par, CoreError, Mat, MatMut, MatRef, NmSparse};
 use faer::linalg::matmul::matmul;
 use faer::Accum;
 use serde::{Deserialize, Serialize};
@@ -119,6 +119,8 @@ pub enum Linear {
         first: Box<Linear>,
         second: Box<Linear>,
     },
+    /// A pruned weight in packed form (kept values + keep bitmask), see [`NmSparse`].
+    Sparse(NmSparse),
 }
 
 impl Linear {
@@ -127,6 +129,7 @@ impl Linear {
         match self {
             Linear::Dense(w) => (w.nrows(), w.ncols()),
             Linear::LowRank { first, second } => (second.shape().0, first.shape().1),
+            Linear::Sparse(s) => s.shape(),
         }
     }
 
@@ -150,7 +153,7 @@ impl Linear {
     /// The inner rank of a low-rank linear, `None` for a dense one.
     pub fn rank(&self) -> Option<usize> {
         match self {
-            Linear::Dense(_) => None,
+            Linear::Dense(_) | Linear::Sparse(_) => None,
             Linear::LowRank { first, .. } => Some(first.shape().0),
         }
     }
@@ -171,6 +174,7 @@ impl Linear {
                 first.forward(x, z.as_mut());
                 second.forward(z.as_ref(), y);
             }
+            Linear::Sparse(s) => s.forward(x, y),
         }
     }
 
@@ -181,19 +185,22 @@ impl Linear {
         y
     }
 
-    /// Number of stored parameters.
+    /// Number of stored parameters (kept weights for a sparse linear).
     pub fn param_count(&self) -> usize {
         match self {
             Linear::Dense(w) => w.nrows() * w.ncols(),
             Linear::LowRank { first, second } => first.param_count() + second.param_count(),
+            Linear::Sparse(s) => s.nnz(),
         }
     }
 
-    /// Bytes this linear occupies in the compact format (f32 values).
+    /// Bytes this linear occupies in the compact format (f32 values, plus the mask of a
+    /// sparse linear).
     pub fn storage_bytes(&self) -> usize {
         match self {
             Linear::Dense(w) => 4 * w.nrows() * w.ncols(),
             Linear::LowRank { first, second } => first.storage_bytes() + second.storage_bytes(),
+            Linear::Sparse(s) => s.storage_bytes(),
         }
     }
 
@@ -205,6 +212,7 @@ impl Linear {
                 let f = first.to_dense();
                 second.apply(f.as_ref())
             }
+            Linear::Sparse(s) => s.to_dense(),
         }
     }
 
@@ -213,6 +221,7 @@ impl Linear {
         match self {
             Linear::Dense(_) => "dense".into(),
             Linear::LowRank { first, .. } => format!("low_rank(k={})", first.shape().0),
+            Linear::Sparse(s) => format!("sparse({}, {})", s.pattern(), s.axis().name()),
         }
     }
 }

@@ -16,7 +16,7 @@
 use crate::atomic::write_bytes_atomic;
 use crate::safetensors::{write_safetensors_with, Dtype, SafetensorsFile, TensorHeader};
 use crate::IoError;
-use llm_compress_core::{Linear, Mat, MatRef};
+use llm_compress_core::{GroupAxis, Linear, Mat, MatRef, NmSparse, SparsityPattern};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -40,6 +40,16 @@ pub enum LinearRepr {
         rank: usize,
         first: Box<LinearRepr>,
         second: Box<LinearRepr>,
+    },
+    /// A pruned weight, packed ([`NmSparse`]): `values` (f32 `[nnz]`, the kept weights line
+    /// by line) and `mask` (u8 `[lines, ⌈len/8⌉]`, bit set = kept), lines along `axis`
+    /// (`inputs`: rows, `outputs`: columns); `pattern` is `N:M` or `unstructured`.
+    Sparse {
+        shape: [usize; 2],
+        pattern: String,
+        axis: String,
+        values: String,
+        mask: String,
     },
 }
 
@@ -165,6 +175,26 @@ pub fn linear_to_tensors<'a>(
             first: Box::new(linear_to_tensors(&format!("{prefix}.first"), first, out)),
             second: Box::new(linear_to_tensors(&format!("{prefix}.second"), second, out)),
         },
+        Linear::Sparse(sp) => {
+            let (values, mask) = (format!("{prefix}.values"), format!("{prefix}.mask"));
+            out.insert(values.clone(), TensorSource::Vector(sp.values()));
+            out.insert(
+                mask.clone(),
+                TensorSource::Bytes {
+                    dtype: Dtype::U8,
+                    shape: sp.mask_shape().to_vec(),
+                    data: std::borrow::Cow::Borrowed(sp.mask()),
+                },
+            );
+            let (m, n) = sp.shape();
+            LinearRepr::Sparse {
+                shape: [m, n],
+                pattern: sp.pattern().to_string(),
+                axis: sp.axis().name().into(),
+                values,
+                mask,
+            }
+        }
     }
 }
 
@@ -243,6 +273,42 @@ pub fn linear_from_tensors(repr: &LinearRepr, file: &SafetensorsFile) -> Result<
                 field: "low_rank".into(),
                 detail: e.to_string(),
             })
+        }
+        LinearRepr::Sparse {
+            shape,
+            pattern,
+            axis,
+            values,
+            mask,
+        } => {
+            let invalid = |field: &str, detail: String| IoError::InvalidField {
+                path: file.path().into(),
+                field: field.into(),
+                detail,
+            };
+            let pattern: SparsityPattern = pattern
+                .parse()
+                .map_err(|e: llm_compress_core::CoreError| invalid("pattern", e.to_string()))?;
+            let axis = GroupAxis::parse(axis)
+                .ok_or_else(|| invalid("axis", format!("`{axis}`: expected inputs or outputs")))?;
+            let info = file.info(mask)?;
+            if info.dtype != Dtype::U8 {
+                return Err(invalid(
+                    mask,
+                    format!("dtype {}, expected U8", info.dtype.name()),
+                ));
+            }
+            let mask_bytes = file.bytes(mask)?.to_vec();
+            let (_, vals) = file.tensor_f32(values)?;
+            let sp = NmSparse::from_parts(shape[0], shape[1], axis, pattern, mask_bytes, vals)
+                .map_err(|e| invalid(values, e.to_string()))?;
+            if info.shape != sp.mask_shape().to_vec() {
+                return Err(invalid(
+                    mask,
+                    format!("shape {:?}, expected {:?}", info.shape, sp.mask_shape()),
+                ));
+            }
+            Ok(Linear::Sparse(sp))
         }
     }
 }
