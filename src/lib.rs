@@ -17,9 +17,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod basis_select;
 pub mod export;
 pub mod lowrank;
 
+pub use llm_compress_basis_select as basis_select_core;
 pub use llm_compress_core as core;
 pub use llm_compress_eval as eval;
 pub use llm_compress_tensor_io as tensor_io;
