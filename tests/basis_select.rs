@@ -72,6 +72,11 @@ fn global_basis_selection_on_gsm8k_meets_the_budget_with_heterogeneous_ranks() {
     let tokens = TextSource::Gsm8kTest
         .tokens(ckpt.require_tokenizer().unwrap())
         .unwrap();
+    eprintln!(
+        "GSM8K test: {} tokens, {} windows of 2048",
+        tokens.len(),
+        tokens.len() / 2048
+    );
     let ppl = perplexity(
         &model,
         &tokens,
