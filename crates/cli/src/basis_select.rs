@@ -49,6 +49,7 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     let pb = ui.bar(ckpt.config.num_layers as u64, "layers");
     let mut on_progress = |Progress::Layer { done, .. }| pb.set_position(done as u64);
     // Pass-1 scores: read from --scores if present, else computed (and saved if asked).
+    let t_scores = std::time::Instant::now();
     let scores = match (&a.scores, opts.allocation) {
         (Some(path), Allocation::Global) if path.exists() => {
             let raw = std::fs::read_to_string(path)?;
@@ -84,6 +85,7 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
         }
         _ => None,
     };
+    let score_pass_s = t_scores.elapsed().as_secs_f64();
     pb.set_message("layers");
     let (out, report) = compress_basis_select(&ckpt, &opts, scores.as_ref(), &mut on_progress)?;
     pb.finish_and_clear();
@@ -119,6 +121,7 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
                 "budget_params": report.budget_params,
                 "kept_fraction": kept,
                 "wall_s": report.wall_s, "score_s": report.score_s, "compress_s": report.compress_s,
+                "score_pass_s": score_pass_s,
                 "peak_rss_bytes": peak, "ranks": report.ranks,
             })
         );
@@ -133,7 +136,9 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
         );
         println!(
             "time         {:.1} s (scores {:.1}, compress {:.1})",
-            report.wall_s, report.score_s, report.compress_s
+            score_pass_s + report.wall_s,
+            score_pass_s + report.score_s,
+            report.compress_s
         );
         if let Some(p) = peak {
             println!("peak RSS     {:.0} MiB", p as f64 / (1 << 20) as f64);
