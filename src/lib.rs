@@ -18,12 +18,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod basis_select;
 pub mod export;
 pub mod lowrank;
 pub mod sparsity;
 #[doc(hidden)]
 pub mod testing;
 
+pub use llm_compress_basis_select as basis_select_core;
 pub use llm_compress_core as core;
 pub use llm_compress_eval as eval;
 pub use llm_compress_glu_sparsity as glu_sparsity;

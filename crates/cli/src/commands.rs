@@ -145,15 +145,29 @@ pub struct EvalArgs {
     /// Window length in tokens.
     #[arg(long, default_value_t = 2048)]
     pub seq_len: usize,
-    /// Text to evaluate on: `wikitext2` (the test split) or a path to a text file.
+    /// Text to evaluate on: `wikitext2` (the test split), `gsm8k` (the test split), a `.jsonl`
+    /// corpus (documents joined with blank lines), or a path to a text file.
     #[arg(long, default_value = "wikitext2")]
     pub data: String,
+}
+
+/// The calibration text named by `--calib`.
+pub fn calib_source(name: &str) -> TextSource {
+    match name {
+        "wikitext2" | "wikitext2-train" => TextSource::WikiText2Train,
+        "gsm8k" | "gsm8k-train" => TextSource::Gsm8kTrain,
+        other if other.ends_with(".jsonl") => TextSource::Jsonl(other.into()),
+        other => TextSource::File(other.into()),
+    }
 }
 
 pub fn text_source(name: &str) -> TextSource {
     match name {
         "wikitext2" | "wikitext2-test" => TextSource::WikiText2Test,
         "wikitext2-train" => TextSource::WikiText2Train,
+        "gsm8k" | "gsm8k-test" => TextSource::Gsm8kTest,
+        "gsm8k-train" => TextSource::Gsm8kTrain,
+        other if other.ends_with(".jsonl") => TextSource::Jsonl(other.into()),
         other => TextSource::File(other.into()),
     }
 }
@@ -191,7 +205,7 @@ pub fn eval(ui: &Ui, a: EvalArgs) -> CliResult {
 pub struct CompressArgs {
     /// The model to compress (.gguf, .safetensors, or a folder).
     pub model: PathBuf,
-    /// svd-llm | svd | asvd | dass | wanda | magnitude
+    /// svd-llm | svd | asvd | dass | wanda | magnitude | basis-select
     #[arg(long, default_value = "svd-llm")]
     pub method: String,
     /// Fraction of decoder-linear parameters removed, in [0, 1).
@@ -213,7 +227,8 @@ pub struct CompressArgs {
     /// Seed of the calibration window offsets.
     #[arg(long, default_value_t = 3)]
     pub seed: u64,
-    /// Calibration text: `wikitext2` (train prefix) or a path to a text file.
+    /// Calibration text: `wikitext2` (train prefix), `gsm8k` (train split), a `.jsonl` corpus,
+    /// or a path to a text file.
     #[arg(long, default_value = "wikitext2")]
     pub calib: String,
     /// Output folder.
@@ -235,16 +250,39 @@ pub struct CompressArgs {
     /// DaSS exponent of the intermediate activation norm.
     #[arg(long, default_value_t = 0.5)]
     pub alpha: f64,
+    /// basis-select: `global` (one budget, ranks differ per matrix) or `per-matrix`.
+    #[arg(long, default_value = "global", value_parser = ["global", "per-matrix"])]
+    pub allocation: String,
+    /// basis-select: `plain` (SVD of W, Basel's bases) or `whitened` (SVD-LLM's bases).
+    #[arg(long, default_value = "plain", value_parser = ["plain", "whitened"])]
+    pub bases: String,
+    /// basis-select, per-matrix: Basel's mass rule, keep the fewest bases carrying this fraction
+    /// of the score (the ratio is then not a target).
+    #[arg(long)]
+    pub mass: Option<f64>,
+    /// basis-select: residual bases per matrix (whitened SVD of what was dropped), in budget.
+    #[arg(long, default_value_t = 0)]
+    pub residual_rank: usize,
+    /// basis-select: closed-form refit of the kept coefficients.
+    #[arg(long)]
+    pub refit: bool,
+    /// basis-select, global: file of pass-1 scores; read if it exists (and matches the
+    /// calibration), else written. Scores do not depend on the ratio.
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
 }
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
+    if a.method == "basis-select" {
+        return crate::basis_select::compress(ui, a);
+    }
     use llm_compress::lowrank::{compress_low_rank, LowRankMethod, LowRankOptions, Progress};
     if let Some(m) = llm_compress_glu_sparsity::PruneMethod::parse(&a.method) {
         return crate::sparsity::compress_sparse_cmd(ui, a, m);
     }
     let method = LowRankMethod::parse(&a.method).ok_or_else(|| {
         EvalError::Input(format!(
-            "unknown method `{}`; expected svd-llm, svd, asvd, dass, wanda or magnitude",
+            "unknown method `{}`; expected svd-llm, svd, asvd, dass, wanda, magnitude or basis-select",
             a.method
         ))
     })?;
@@ -257,11 +295,7 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     opts.calibration.windows = a.calib_windows;
     opts.calibration.seq_len = a.seq_len;
     opts.calibration.seed = a.seed;
-    opts.calibration_text =
-        llm_compress::lowrank::CalibrationText::Source(match a.calib.as_str() {
-            "wikitext2" | "wikitext2-train" => TextSource::WikiText2Train,
-            other => TextSource::File(other.into()),
-        });
+    opts.calibration_text = llm_compress::lowrank::CalibrationText::Source(calib_source(&a.calib));
     let pb = ui.bar(ckpt.config.num_layers as u64, "layers");
     let (out, report) = compress_low_rank(&ckpt, &opts, |Progress::Layer { done, .. }| {
         pb.set_position(done as u64)

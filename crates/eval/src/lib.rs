@@ -26,7 +26,7 @@ pub mod testing;
 pub use calibration::{
     calibration_windows, walk_layers, CalibrationConfig, LayerCalibration, StatsFrom, WalkEvent,
 };
-pub use data::{data_dir, wikitext_rows_text, TextSource};
+pub use data::{data_dir, jsonl_text, wikitext_rows_text, TextSource};
 pub use error::EvalError;
 pub use model::{DecoderLayer, LayerObserver, Model, Rope};
 pub use perplexity::{perplexity, PerplexityOptions, PerplexityReport};
