@@ -32,6 +32,7 @@ pub mod budget;
 mod error;
 mod linear;
 pub mod rng;
+pub mod shared;
 mod stats;
 mod traits;
 

@@ -5,6 +5,7 @@ use faer::linalg::matmul::matmul;
 use faer::Accum;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// The seven linears of a Llama-family decoder layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -119,6 +120,14 @@ pub enum Linear {
         first: Box<Linear>,
         second: Box<Linear>,
     },
+    /// `y = coeff(basis(x))` with a `basis` (`k × d_in`) shared by several layers through one
+    /// [`Arc`] (Basis Sharing) and a private `coeff` (`d_out × k`). [`Linear::param_count`] and
+    /// [`Linear::storage_bytes`] count the coefficient only; a model-level count adds each basis
+    /// once (see [`crate::shared::distinct_param_count`]).
+    Shared {
+        basis: Arc<Linear>,
+        coeff: Box<Linear>,
+    },
 }
 
 impl Linear {
@@ -127,6 +136,7 @@ impl Linear {
         match self {
             Linear::Dense(w) => (w.nrows(), w.ncols()),
             Linear::LowRank { first, second } => (second.shape().0, first.shape().1),
+            Linear::Shared { basis, coeff } => (coeff.shape().0, basis.shape().1),
         }
     }
 
@@ -152,6 +162,7 @@ impl Linear {
         match self {
             Linear::Dense(_) => None,
             Linear::LowRank { first, .. } => Some(first.shape().0),
+            Linear::Shared { basis, .. } => Some(basis.shape().0),
         }
     }
 
@@ -171,6 +182,11 @@ impl Linear {
                 first.forward(x, z.as_mut());
                 second.forward(z.as_ref(), y);
             }
+            Linear::Shared { basis, coeff } => {
+                let mut z = Mat::<f32>::zeros(basis.shape().0, x.ncols());
+                basis.forward(x, z.as_mut());
+                coeff.forward(z.as_ref(), y);
+            }
         }
     }
 
@@ -186,6 +202,7 @@ impl Linear {
         match self {
             Linear::Dense(w) => w.nrows() * w.ncols(),
             Linear::LowRank { first, second } => first.param_count() + second.param_count(),
+            Linear::Shared { coeff, .. } => coeff.param_count(),
         }
     }
 
@@ -194,6 +211,7 @@ impl Linear {
         match self {
             Linear::Dense(w) => 4 * w.nrows() * w.ncols(),
             Linear::LowRank { first, second } => first.storage_bytes() + second.storage_bytes(),
+            Linear::Shared { coeff, .. } => coeff.storage_bytes(),
         }
     }
 
@@ -205,6 +223,7 @@ impl Linear {
                 let f = first.to_dense();
                 second.apply(f.as_ref())
             }
+            Linear::Shared { basis, coeff } => coeff.apply(basis.to_dense().as_ref()),
         }
     }
 
@@ -213,6 +232,7 @@ impl Linear {
         match self {
             Linear::Dense(_) => "dense".into(),
             Linear::LowRank { first, .. } => format!("low_rank(k={})", first.shape().0),
+            Linear::Shared { basis, .. } => format!("shared(k={})", basis.shape().0),
         }
     }
 }
