@@ -4,7 +4,8 @@
 //! - [`core`]: the shared vocabulary ([`core::Linear`], [`core::InputStats`], the compressor traits);
 //! - [`tensor_io`]: safetensors, GGUF, `config.json`, tokenizers, atomic writers;
 //! - [`eval`]: the Llama-family runtime, calibration walk, perplexity;
-//! - [`whitening_svd`]: SVD-LLM, plain SVD, ASVD.
+//! - [`whitening_svd`]: SVD-LLM, plain SVD, ASVD;
+//! - [`shared_basis`]: Basis Sharing (one basis per group of layers).
 //!
 //! # Example
 //! ```no_run
@@ -17,11 +18,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod basis_sharing;
 pub mod export;
 pub mod lowrank;
 
 pub use llm_compress_core as core;
 pub use llm_compress_eval as eval;
+pub use llm_compress_shared_basis as shared_basis;
 pub use llm_compress_tensor_io as tensor_io;
 pub use llm_compress_whitening_svd as whitening_svd;
 

@@ -191,7 +191,7 @@ pub fn eval(ui: &Ui, a: EvalArgs) -> CliResult {
 pub struct CompressArgs {
     /// The model to compress (.gguf, .safetensors, or a folder).
     pub model: PathBuf,
-    /// svd-llm | svd | asvd
+    /// svd-llm | svd | asvd | basis-sharing
     #[arg(long, default_value = "svd-llm")]
     pub method: String,
     /// Fraction of decoder-linear parameters removed, in [0, 1).
@@ -222,13 +222,23 @@ pub struct CompressArgs {
     /// Write a dense Hugging Face checkpoint (products materialised) instead of the compact form.
     #[arg(long)]
     pub dense: bool,
+    /// basis-sharing: layers per group (consecutive; the last group may be shorter).
+    #[arg(long, default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub group_size: usize,
+    /// basis-sharing: kinds sharing one basis per group (comma-separated; the others are
+    /// compressed per layer).
+    #[arg(long, default_value = "q,k,v,up,gate")]
+    pub share: String,
 }
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     use llm_compress::lowrank::{compress_low_rank, LowRankMethod, LowRankOptions, Progress};
+    if a.method == "basis-sharing" {
+        return crate::basis_sharing::compress(ui, a);
+    }
     let method = LowRankMethod::parse(&a.method).ok_or_else(|| {
         EvalError::Input(format!(
-            "unknown method `{}`; expected svd-llm, svd or asvd",
+            "unknown method `{}`; expected svd-llm, svd, asvd or basis-sharing",
             a.method
         ))
     })?;

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 a failure while running (numerical, I/O while writing);
 //! 2 bad command line; 3 bad input (a malformed, truncated or unsupported model or data file).
 
+mod basis_sharing;
 mod commands;
 
 use clap::{Parser, Subcommand};
