@@ -74,15 +74,26 @@ pub fn write_compact(
 ) -> Result<(), EvalError> {
     let mut tensors = common_tensors(&out.base, &out.layers);
     let mut linears = BTreeMap::new();
-    let mut after = 0;
-    for (l, layer) in out.layers.iter().enumerate() {
-        for kind in LinearKind::ALL {
-            let lin = layer.linear(kind);
-            after += lin.param_count();
-            let prefix = format!("model.layers.{l}.{}", kind.hf_name());
-            let repr = linear_to_tensors(&prefix, lin, &mut tensors);
-            linears.insert(LinearId { layer: l, kind }.to_string(), repr);
-        }
+    let all = || {
+        out.layers.iter().enumerate().flat_map(|(l, layer)| {
+            LinearKind::ALL
+                .into_iter()
+                .map(move |kind| (LinearId { layer: l, kind }, layer.linear(kind)))
+        })
+    };
+    // Each shared basis is stored once, under a name of its group; the count takes it once.
+    let after = llm_compress_core::shared::distinct_param_count(all().map(|(_, lin)| lin));
+    let bases = shared_basis_names(all());
+    for (id, lin) in all() {
+        let prefix = format!("model.layers.{}.{}", id.layer, id.kind.hf_name());
+        let repr = match lin {
+            Linear::Shared { basis, coeff } => {
+                let (name, group) = &bases[&(std::sync::Arc::as_ptr(basis) as usize)];
+                compact::shared_to_tensors(&prefix, name, group, basis, coeff, &mut tensors)
+            }
+            _ => linear_to_tensors(&prefix, lin, &mut tensors),
+        };
+        linears.insert(id.to_string(), repr);
     }
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -108,6 +119,35 @@ pub fn write_compact(
         manifest,
     )?;
     Ok(())
+}
+
+/// For every distinct shared basis (by `Arc` pointer): its tensor prefix
+/// `model.shared_bases.layers.{first}-{last}.{kind}` and the linears that read it.
+fn shared_basis_names<'a>(
+    linears: impl Iterator<Item = (LinearId, &'a Linear)>,
+) -> BTreeMap<usize, (String, Vec<String>)> {
+    let mut readers: BTreeMap<usize, Vec<LinearId>> = BTreeMap::new();
+    for (id, lin) in linears {
+        if let Some(b) = lin.shared_basis() {
+            readers
+                .entry(std::sync::Arc::as_ptr(b) as usize)
+                .or_default()
+                .push(id);
+        }
+    }
+    readers
+        .into_iter()
+        .map(|(ptr, ids)| {
+            let (first, last) = (ids[0], ids[ids.len() - 1]);
+            let name = format!(
+                "model.shared_bases.layers.{}-{}.{}",
+                first.layer,
+                last.layer,
+                first.kind.short()
+            );
+            (ptr, (name, ids.iter().map(|id| id.to_string()).collect()))
+        })
+        .collect()
 }
 
 /// Write a dense Hugging Face checkpoint with every product materialised.

@@ -4,8 +4,10 @@
 //! - [`core`]: the shared vocabulary ([`core::Linear`], [`core::InputStats`], the compressor traits);
 //! - [`tensor_io`]: safetensors, GGUF, `config.json`, tokenizers, atomic writers;
 //! - [`eval`]: the Llama-family runtime, calibration walk, perplexity;
-//! - [`whitening_svd`]: SVD-LLM, plain SVD, ASVD.
-//! - [`glu_sparsity`]: DaSS, Wanda and magnitude pruning (N:M and unstructured).
+//! - [`whitening_svd`]: SVD-LLM, plain SVD, ASVD;
+//! - [`glu_sparsity`]: DaSS, Wanda and magnitude pruning (N:M and unstructured);
+//! - [`shared_basis`]: Basis Sharing (one basis per group of layers);
+//! - [`basis_select`]: training-free Basis Selection.
 //!
 //! # Example
 //! ```no_run
@@ -19,6 +21,7 @@
 //! ```
 
 pub mod basis_select;
+pub mod basis_sharing;
 pub mod export;
 pub mod lowrank;
 pub mod sparsity;
@@ -29,6 +32,7 @@ pub use llm_compress_basis_select as basis_select_core;
 pub use llm_compress_core as core;
 pub use llm_compress_eval as eval;
 pub use llm_compress_glu_sparsity as glu_sparsity;
+pub use llm_compress_shared_basis as shared_basis;
 pub use llm_compress_tensor_io as tensor_io;
 pub use llm_compress_whitening_svd as whitening_svd;
 

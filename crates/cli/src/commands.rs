@@ -205,7 +205,7 @@ pub fn eval(ui: &Ui, a: EvalArgs) -> CliResult {
 pub struct CompressArgs {
     /// The model to compress (.gguf, .safetensors, or a folder).
     pub model: PathBuf,
-    /// svd-llm | svd | asvd | dass | wanda | magnitude | basis-select
+    /// svd-llm | svd | asvd | dass | wanda | magnitude | basis-select | basis-sharing
     #[arg(long, default_value = "svd-llm")]
     pub method: String,
     /// Fraction of decoder-linear parameters removed, in [0, 1).
@@ -270,6 +270,13 @@ pub struct CompressArgs {
     /// calibration), else written. Scores do not depend on the ratio.
     #[arg(long)]
     pub scores: Option<PathBuf>,
+    /// basis-sharing: layers per group (consecutive; the last group may be shorter).
+    #[arg(long, default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub group_size: usize,
+    /// basis-sharing: kinds sharing one basis per group (comma-separated; the others are
+    /// compressed per layer).
+    #[arg(long, default_value = "q,k,v,up,gate")]
+    pub share: String,
 }
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
@@ -280,9 +287,12 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     if let Some(m) = llm_compress_glu_sparsity::PruneMethod::parse(&a.method) {
         return crate::sparsity::compress_sparse_cmd(ui, a, m);
     }
+    if a.method == "basis-sharing" {
+        return crate::basis_sharing::compress(ui, a);
+    }
     let method = LowRankMethod::parse(&a.method).ok_or_else(|| {
         EvalError::Input(format!(
-            "unknown method `{}`; expected svd-llm, svd, asvd, dass, wanda, magnitude or basis-select",
+            "unknown method `{}`; expected svd-llm, svd, asvd, dass, wanda, magnitude, basis-select or basis-sharing",
             a.method
         ))
     })?;
@@ -292,60 +302,116 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     if a.whiten_from == "original" {
         opts.whiten_from = llm_compress_eval::StatsFrom::Original;
     }
-    opts.calibration.windows = a.calib_windows;
-    opts.calibration.seq_len = a.seq_len;
-    opts.calibration.seed = a.seed;
-    opts.calibration_text = llm_compress::lowrank::CalibrationText::Source(calib_source(&a.calib));
+    (opts.calibration, opts.calibration_text) = a.calibration();
     let pb = ui.bar(ckpt.config.num_layers as u64, "layers");
     let (out, report) = compress_low_rank(&ckpt, &opts, |Progress::Layer { done, .. }| {
         pb.set_position(done as u64)
     })?;
     pb.finish_and_clear();
-    let calibration = json!({
-        "text": a.calib, "windows": a.calib_windows, "seq_len": a.seq_len, "seed": a.seed,
-    });
     let method_json = json!({"name": method.name(), "ratio": a.ratio, "update": a.update, "whiten_from": a.whiten_from});
-    if a.dense {
-        llm_compress::export::write_dense(&ckpt, &out, &a.out)?;
-    } else {
-        llm_compress::export::write_compact(
-            &ckpt,
-            &out,
-            &a.out,
-            method_json.clone(),
-            calibration.clone(),
-            report.linear_params_before,
-        )?;
+    a.write_and_report(
+        ui,
+        &ckpt,
+        &out,
+        CompressSummary {
+            method: method_json,
+            linear_params_before: report.linear_params_before,
+            linear_params_after: report.linear_params_after,
+            seconds: [
+                report.wall_s,
+                report.prepare_s,
+                report.walk_s,
+                report.factorize_s,
+            ],
+            extra: json!({}),
+        },
+    )
+}
+
+/// What a compression produced, for [`CompressArgs::write_and_report`].
+pub struct CompressSummary {
+    /// The manifest's method record.
+    pub method: serde_json::Value,
+    pub linear_params_before: usize,
+    pub linear_params_after: usize,
+    /// Wall, prepare, walk and factorise seconds.
+    pub seconds: [f64; 4],
+    /// Method-specific fields added to the JSON report.
+    pub extra: serde_json::Value,
+}
+
+impl CompressArgs {
+    /// Calibration windows and text from the flags.
+    pub fn calibration(
+        &self,
+    ) -> (
+        llm_compress_eval::CalibrationConfig,
+        llm_compress::lowrank::CalibrationText,
+    ) {
+        let cfg = llm_compress_eval::CalibrationConfig {
+            windows: self.calib_windows,
+            seq_len: self.seq_len,
+            seed: self.seed,
+        };
+        let text = llm_compress::lowrank::CalibrationText::Source(calib_source(&self.calib));
+        (cfg, text)
     }
-    let peak = llm_compress_eval::sys::peak_rss_bytes();
-    let kept = report.linear_params_after as f64 / report.linear_params_before as f64;
-    if ui.json {
-        println!(
-            "{}",
-            json!({
-                "out": a.out, "method": method_json, "calibration": calibration, "dense": a.dense,
-                "linear_params_before": report.linear_params_before,
-                "linear_params_after": report.linear_params_after,
-                "kept_fraction": kept,
-                "wall_s": report.wall_s, "prepare_s": report.prepare_s, "walk_s": report.walk_s,
-                "factorize_s": report.factorize_s, "peak_rss_bytes": peak,
-            })
-        );
-    } else {
-        println!("wrote        {}", a.out.display());
-        println!(
-            "linear params {} -> {} ({:.1}% kept)",
-            report.linear_params_before,
-            report.linear_params_after,
-            100.0 * kept
-        );
-        println!(
-            "time         {:.1} s (prepare {:.1}, walk {:.1}, factorize {:.1})",
-            report.wall_s, report.prepare_s, report.walk_s, report.factorize_s
-        );
-        if let Some(p) = peak {
-            println!("peak RSS     {:.0} MiB", p as f64 / (1 << 20) as f64);
+
+    /// Write `out` (compact folder, or dense with `--dense`) and print the report.
+    pub fn write_and_report(
+        &self,
+        ui: &Ui,
+        ckpt: &Checkpoint,
+        out: &llm_compress::export::OutputLayers,
+        s: CompressSummary,
+    ) -> CliResult {
+        let a = self;
+        let calibration = json!({
+            "text": a.calib, "windows": a.calib_windows, "seq_len": a.seq_len, "seed": a.seed,
+        });
+        if a.dense {
+            llm_compress::export::write_dense(ckpt, out, &a.out)?;
+        } else {
+            llm_compress::export::write_compact(
+                ckpt,
+                out,
+                &a.out,
+                s.method.clone(),
+                calibration.clone(),
+                s.linear_params_before,
+            )?;
         }
+        let peak = llm_compress_eval::sys::peak_rss_bytes();
+        let kept = s.linear_params_after as f64 / s.linear_params_before as f64;
+        let [wall_s, prepare_s, walk_s, factorize_s] = s.seconds;
+        if ui.json {
+            let mut v = json!({
+                "out": a.out, "method": s.method, "calibration": calibration, "dense": a.dense,
+                "linear_params_before": s.linear_params_before,
+                "linear_params_after": s.linear_params_after,
+                "kept_fraction": kept,
+                "wall_s": wall_s, "prepare_s": prepare_s, "walk_s": walk_s,
+                "factorize_s": factorize_s, "peak_rss_bytes": peak,
+            });
+            if let (Some(v), Some(extra)) = (v.as_object_mut(), s.extra.as_object()) {
+                v.extend(extra.clone());
+            }
+            println!("{v}");
+        } else {
+            println!("wrote        {}", a.out.display());
+            println!(
+                "linear params {} -> {} ({:.1}% kept)",
+                s.linear_params_before,
+                s.linear_params_after,
+                100.0 * kept
+            );
+            println!(
+                "time         {wall_s:.1} s (prepare {prepare_s:.1}, walk {walk_s:.1}, factorize {factorize_s:.1})"
+            );
+            if let Some(p) = peak {
+                println!("peak RSS     {:.0} MiB", p as f64 / (1 << 20) as f64);
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }

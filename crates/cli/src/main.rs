@@ -4,6 +4,7 @@
 //! 2 bad command line; 3 bad input (a malformed, truncated or unsupported model or data file).
 
 mod basis_select;
+mod basis_sharing;
 mod commands;
 mod sparsity;
 

@@ -93,3 +93,37 @@ fn inspect_and_eval_json_on_a_tiny_model() {
     assert_eq!(v["config"]["num_layers"], 2);
     assert_eq!(v["format"], "safetensors");
 }
+
+#[test]
+fn basis_sharing_bad_options() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_safetensors(dir.path(), &random_weights(4, true), true).unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    let (code, _, err) = run(&[
+        "compress",
+        d,
+        "--method",
+        "basis-sharing",
+        "--group-size",
+        "0",
+        "--out",
+        o,
+    ]);
+    assert_eq!(code, 2, "group size 0 is a usage error: {err}");
+    assert_bad_input(
+        &[
+            "compress",
+            d,
+            "--method",
+            "basis-sharing",
+            "--share",
+            "q,x",
+            "--out",
+            o,
+        ],
+        "unknown linear kind",
+    );
+    assert!(!out.exists());
+}

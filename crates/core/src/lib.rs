@@ -33,6 +33,7 @@ mod error;
 mod linear;
 pub mod rng;
 mod sparse;
+pub mod shared;
 mod stats;
 mod traits;
 

@@ -5,6 +5,7 @@ use faer::linalg::matmul::matmul;
 use faer::Accum;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// The seven linears of a Llama-family decoder layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -121,6 +122,14 @@ pub enum Linear {
     },
     /// A pruned weight in packed form (kept values + keep bitmask), see [`NmSparse`].
     Sparse(NmSparse),
+    /// `y = coeff(basis(x))` with a `basis` (`k × d_in`) shared by several layers through one
+    /// [`Arc`] (Basis Sharing) and a private `coeff` (`d_out × k`). [`Linear::param_count`] and
+    /// [`Linear::storage_bytes`] count the coefficient only; a model-level count adds each basis
+    /// once (see [`crate::shared::distinct_param_count`]).
+    Shared {
+        basis: Arc<Linear>,
+        coeff: Box<Linear>,
+    },
 }
 
 impl Linear {
@@ -130,6 +139,7 @@ impl Linear {
             Linear::Dense(w) => (w.nrows(), w.ncols()),
             Linear::LowRank { first, second } => (second.shape().0, first.shape().1),
             Linear::Sparse(s) => s.shape(),
+            Linear::Shared { basis, coeff } => (coeff.shape().0, basis.shape().1),
         }
     }
 
@@ -155,6 +165,7 @@ impl Linear {
         match self {
             Linear::Dense(_) | Linear::Sparse(_) => None,
             Linear::LowRank { first, .. } => Some(first.shape().0),
+            Linear::Shared { basis, .. } => Some(basis.shape().0),
         }
     }
 
@@ -175,6 +186,11 @@ impl Linear {
                 second.forward(z.as_ref(), y);
             }
             Linear::Sparse(s) => s.forward(x, y),
+            Linear::Shared { basis, coeff } => {
+                let mut z = Mat::<f32>::zeros(basis.shape().0, x.ncols());
+                basis.forward(x, z.as_mut());
+                coeff.forward(z.as_ref(), y);
+            }
         }
     }
 
@@ -191,6 +207,7 @@ impl Linear {
             Linear::Dense(w) => w.nrows() * w.ncols(),
             Linear::LowRank { first, second } => first.param_count() + second.param_count(),
             Linear::Sparse(s) => s.nnz(),
+            Linear::Shared { coeff, .. } => coeff.param_count(),
         }
     }
 
@@ -201,6 +218,7 @@ impl Linear {
             Linear::Dense(w) => 4 * w.nrows() * w.ncols(),
             Linear::LowRank { first, second } => first.storage_bytes() + second.storage_bytes(),
             Linear::Sparse(s) => s.storage_bytes(),
+            Linear::Shared { coeff, .. } => coeff.storage_bytes(),
         }
     }
 
@@ -213,6 +231,7 @@ impl Linear {
                 second.apply(f.as_ref())
             }
             Linear::Sparse(s) => s.to_dense(),
+            Linear::Shared { basis, coeff } => coeff.apply(basis.to_dense().as_ref()),
         }
     }
 
@@ -222,6 +241,7 @@ impl Linear {
             Linear::Dense(_) => "dense".into(),
             Linear::LowRank { first, .. } => format!("low_rank(k={})", first.shape().0),
             Linear::Sparse(s) => format!("sparse({}, {})", s.pattern(), s.axis().name()),
+            Linear::Shared { basis, .. } => format!("shared(k={})", basis.shape().0),
         }
     }
 }

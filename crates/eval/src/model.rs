@@ -170,7 +170,8 @@ impl DecoderLayer {
         *h += &out;
     }
 
-    /// Parameters of the seven linears.
+    /// Parameters of the seven linears (a shared basis is not included: it belongs to the
+    /// group, see [`Model::linear_params`]).
     pub fn linear_params(&self) -> usize {
         LinearKind::ALL
             .iter()
@@ -495,8 +496,13 @@ impl Model {
         (total, t - 1)
     }
 
-    /// Parameters of all decoder linears.
+    /// Parameters of all decoder linears, each shared basis counted once
+    /// ([`llm_compress_core::shared::distinct_param_count`]).
     pub fn linear_params(&self) -> usize {
-        self.layers.iter().map(DecoderLayer::linear_params).sum()
+        llm_compress_core::shared::distinct_param_count(
+            self.layers
+                .iter()
+                .flat_map(|l| LinearKind::ALL.into_iter().map(move |k| l.linear(k))),
+        )
     }
 }

@@ -59,6 +59,8 @@ pub struct Checkpoint {
     /// Present when the checkpoint is a compact output folder of this project.
     pub manifest: Option<Manifest>,
     source: Source,
+    /// Shared bases loaded so far (compact folders with Basis Sharing).
+    basis_cache: compact::BasisCache,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -105,6 +107,7 @@ impl Checkpoint {
             tokenizer,
             manifest: None,
             source: Source::Gguf(Box::new(g)),
+            basis_cache: Default::default(),
         })
     }
 
@@ -207,6 +210,7 @@ impl Checkpoint {
             tokenizer,
             manifest: None,
             source: Source::Safetensors { shards, index },
+            basis_cache: Default::default(),
         })
     }
 
@@ -239,7 +243,8 @@ impl Checkpoint {
     pub fn linear(&self, id: LinearId) -> Result<Linear, IoError> {
         if let (Some(m), Source::Safetensors { shards, .. }) = (&self.manifest, &self.source) {
             if let Some(repr) = m.linears.get(&id.to_string()) {
-                let lin = compact::linear_from_tensors(repr, &shards[0])?;
+                let lin =
+                    compact::linear_from_tensors_cached(repr, &shards[0], &self.basis_cache)?;
                 let want = self.config.linear_shape(id.kind);
                 if lin.shape() != want {
                     return Err(IoError::InvalidField {

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, Weak};
 
 /// Version written by this crate; readers reject newer major versions.
 pub const FORMAT_VERSION: u32 = 1;
@@ -50,6 +51,16 @@ pub enum LinearRepr {
         axis: String,
         values: String,
         mask: String,
+    },
+    /// `y = coeff(basis(x))` with a basis shared by every linear named in `group` (Basis
+    /// Sharing): all of them name the same basis tensor, stored once; loading through a
+    /// [`BasisCache`] gives them one shared buffer again.
+    Shared {
+        rank: usize,
+        basis: Box<LinearRepr>,
+        /// The linears (`layers.0.q`, `layers.1.q`, ...) that read this basis.
+        group: Vec<String>,
+        coeff: Box<LinearRepr>,
     },
 }
 
@@ -195,7 +206,90 @@ pub fn linear_to_tensors<'a>(
                 mask,
             }
         }
+        Linear::Shared { basis, coeff } => {
+            shared_to_tensors(prefix, &format!("{prefix}.basis"), &[], basis, coeff, out)
+        }
     }
+}
+
+/// Name the tensors of a shared linear: its basis under `basis_prefix` (the same for every
+/// member of `group`, so the basis is stored once), its coefficient under `{prefix}.coeff`.
+pub fn shared_to_tensors<'a>(
+    prefix: &str,
+    basis_prefix: &str,
+    group: &[String],
+    basis: &'a Linear,
+    coeff: &'a Linear,
+    out: &mut BTreeMap<String, TensorSource<'a>>,
+) -> LinearRepr {
+    LinearRepr::Shared {
+        rank: basis.shape().0,
+        basis: Box::new(linear_to_tensors(basis_prefix, basis, out)),
+        group: group.to_vec(),
+        coeff: Box::new(linear_to_tensors(&format!("{prefix}.coeff"), coeff, out)),
+    }
+}
+
+/// The shared bases already loaded from one tensor file, by their description, so that every
+/// linear of a group gets the same [`Arc`] buffer. Holds weak references: a basis lives as long
+/// as a linear reading it.
+#[derive(Debug, Default)]
+pub struct BasisCache(Mutex<BTreeMap<String, Weak<Linear>>>);
+
+/// [`linear_from_tensors`] that restores basis sharing through `cache`.
+pub fn linear_from_tensors_cached(
+    repr: &LinearRepr,
+    file: &SafetensorsFile,
+    cache: &BasisCache,
+) -> Result<Linear, IoError> {
+    match repr {
+        LinearRepr::Shared {
+            rank, basis, coeff, ..
+        } => shared_from_tensors(*rank, basis, coeff, file, Some(cache)),
+        other => linear_from_tensors(other, file),
+    }
+}
+
+fn shared_from_tensors(
+    rank: usize,
+    basis: &LinearRepr,
+    coeff: &LinearRepr,
+    file: &SafetensorsFile,
+    cache: Option<&BasisCache>,
+) -> Result<Linear, IoError> {
+    let invalid = |detail: String| IoError::InvalidField {
+        path: file.path().into(),
+        field: "shared".into(),
+        detail,
+    };
+    let key = serde_json::to_string(basis).map_err(|e| invalid(e.to_string()))?;
+    let cached = cache.and_then(|c| {
+        c.0.lock()
+            .ok()
+            .and_then(|m| m.get(&key).and_then(Weak::upgrade))
+    });
+    let b = match cached {
+        Some(b) => b,
+        None => {
+            let b = Arc::new(linear_from_tensors(basis, file)?);
+            if let Some(c) = cache {
+                let mut m =
+                    c.0.lock()
+                        .map_err(|_| invalid("basis cache poisoned".into()))?;
+                m.insert(key, Arc::downgrade(&b));
+            }
+            b
+        }
+    };
+    let c = linear_from_tensors(coeff, file)?;
+    if b.shape().0 != rank || c.shape().1 != rank {
+        return Err(invalid(format!(
+            "manifest rank {rank}, basis {:?} and coefficient {:?}",
+            b.shape(),
+            c.shape()
+        )));
+    }
+    Linear::shared(b, c).map_err(|e| invalid(e.to_string()))
 }
 
 /// Write `tensors` (f32) to a safetensors file atomically, streaming from their sources.
@@ -310,6 +404,9 @@ pub fn linear_from_tensors(repr: &LinearRepr, file: &SafetensorsFile) -> Result<
             }
             Ok(Linear::Sparse(sp))
         }
+        LinearRepr::Shared {
+            rank, basis, coeff, ..
+        } => shared_from_tensors(*rank, basis, coeff, file, None),
     }
 }
 
