@@ -31,6 +31,7 @@
 pub mod budget;
 mod error;
 mod linear;
+pub mod quant;
 pub mod rng;
 mod stats;
 mod traits;
@@ -38,6 +39,7 @@ mod traits;
 pub use error::CoreError;
 pub use faer::{Mat, MatMut, MatRef};
 pub use linear::{Linear, LinearId, LinearInput, LinearKind};
+pub use quant::{QuantFormat, QuantMatrix};
 pub use stats::{GramAccumulator, InputStats, StatsRequest};
 pub use traits::{GroupCompressor, LayerPolicy, MatrixCompressor};
 

@@ -1,6 +1,6 @@
 //! How one weight is stored, and its forward pass.
 
-use crate::{par, CoreError, Mat, MatMut, MatRef};
+use crate::{par, CoreError, Mat, MatMut, MatRef, QuantMatrix};
 use faer::linalg::matmul::matmul;
 use faer::Accum;
 use serde::{Deserialize, Serialize};
@@ -119,6 +119,8 @@ pub enum Linear {
         first: Box<Linear>,
         second: Box<Linear>,
     },
+    /// Packed int8 / int4 codes with scales, or f16 values (LSAQ, `quant.rs`).
+    Quantized(QuantMatrix),
 }
 
 impl Linear {
@@ -127,6 +129,7 @@ impl Linear {
         match self {
             Linear::Dense(w) => (w.nrows(), w.ncols()),
             Linear::LowRank { first, second } => (second.shape().0, first.shape().1),
+            Linear::Quantized(q) => q.shape(),
         }
     }
 
@@ -150,7 +153,7 @@ impl Linear {
     /// The inner rank of a low-rank linear, `None` for a dense one.
     pub fn rank(&self) -> Option<usize> {
         match self {
-            Linear::Dense(_) => None,
+            Linear::Dense(_) | Linear::Quantized(_) => None,
             Linear::LowRank { first, .. } => Some(first.shape().0),
         }
     }
@@ -171,6 +174,7 @@ impl Linear {
                 first.forward(x, z.as_mut());
                 second.forward(z.as_ref(), y);
             }
+            Linear::Quantized(q) => q.forward(x, y),
         }
     }
 
@@ -186,14 +190,17 @@ impl Linear {
         match self {
             Linear::Dense(w) => w.nrows() * w.ncols(),
             Linear::LowRank { first, second } => first.param_count() + second.param_count(),
+            Linear::Quantized(q) => q.shape().0 * q.shape().1,
         }
     }
 
-    /// Bytes this linear occupies in the compact format (f32 values).
+    /// Bytes this linear occupies in the compact format (f32 values; packed codes and scales
+    /// for quantized ones).
     pub fn storage_bytes(&self) -> usize {
         match self {
             Linear::Dense(w) => 4 * w.nrows() * w.ncols(),
             Linear::LowRank { first, second } => first.storage_bytes() + second.storage_bytes(),
+            Linear::Quantized(q) => q.storage_bytes(),
         }
     }
 
@@ -205,6 +212,7 @@ impl Linear {
                 let f = first.to_dense();
                 second.apply(f.as_ref())
             }
+            Linear::Quantized(q) => q.to_dense(),
         }
     }
 
@@ -212,7 +220,16 @@ impl Linear {
     pub fn describe(&self) -> String {
         match self {
             Linear::Dense(_) => "dense".into(),
-            Linear::LowRank { first, .. } => format!("low_rank(k={})", first.shape().0),
+            Linear::LowRank { first, second } => match (&**first, &**second) {
+                (Linear::Dense(_), Linear::Dense(_)) => format!("low_rank(k={})", first.shape().0),
+                _ => format!(
+                    "low_rank(k={}; {}, {})",
+                    first.shape().0,
+                    first.describe(),
+                    second.describe()
+                ),
+            },
+            Linear::Quantized(q) => q.describe(),
         }
     }
 }
