@@ -4,7 +4,8 @@
 //! - [`core`]: the shared vocabulary ([`core::Linear`], [`core::InputStats`], the compressor traits);
 //! - [`tensor_io`]: safetensors, GGUF, `config.json`, tokenizers, atomic writers;
 //! - [`eval`]: the Llama-family runtime, calibration walk, perplexity;
-//! - [`whitening_svd`]: SVD-LLM, plain SVD, ASVD.
+//! - [`whitening_svd`]: SVD-LLM, plain SVD, ASVD;
+//! - [`layer_quant`]: LSAQ importance, budget allocation, RTN / GPTQ ([`quant`] runs it on a model).
 //!
 //! # Example
 //! ```no_run
@@ -19,9 +20,11 @@
 
 pub mod export;
 pub mod lowrank;
+pub mod quant;
 
 pub use llm_compress_core as core;
 pub use llm_compress_eval as eval;
+pub use llm_compress_layer_quant as layer_quant;
 pub use llm_compress_tensor_io as tensor_io;
 pub use llm_compress_whitening_svd as whitening_svd;
 

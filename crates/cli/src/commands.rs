@@ -87,8 +87,13 @@ pub fn inspect(ui: &Ui, a: InspectArgs) -> CliResult {
             });
         *by_kind.entry(kind).or_default() += n;
     }
+    let compact = ckpt
+        .manifest
+        .as_ref()
+        .map(|m| crate::lsaq::inspect_manifest(ui, m));
     if ui.json {
         let v = json!({
+            "compact": compact,
             "path": ckpt.path,
             "format": ckpt.format(),
             "config": cfg,
@@ -222,13 +227,46 @@ pub struct CompressArgs {
     /// Write a dense Hugging Face checkpoint (products materialised) instead of the compact form.
     #[arg(long)]
     pub dense: bool,
+    /// LSAQ (`--method lsaq` or `--then-lsaq`): byte budget of the tensor file (`120MB`, `110MiB`).
+    #[arg(long)]
+    pub budget: Option<String>,
+    /// LSAQ: precisions a layer may get.
+    #[arg(long, default_value = "f16,int8,int4")]
+    pub ladder: String,
+    /// LSAQ: int4 scale group size (32, 64 or 128); per output channel when omitted.
+    #[arg(long)]
+    pub group_size: Option<usize>,
+    /// LSAQ: quantizer.
+    #[arg(long, default_value = "rtn", value_parser = ["rtn", "gptq"])]
+    pub quantizer: String,
+    /// LSAQ: layer ranking (jaccard = LSAQ; cosine, random, reversed = baselines).
+    #[arg(long, default_value = "jaccard", value_parser = ["jaccard", "cosine", "random", "reversed"])]
+    pub importance: String,
+    /// LSAQ: size of the logit-lens top-k token sets.
+    #[arg(long, default_value_t = 10)]
+    pub top_k: usize,
+    /// LSAQ: score every N-th position of each calibration window.
+    #[arg(long, default_value_t = 16)]
+    pub position_stride: usize,
+    /// LSAQ: seed of the random ranking.
+    #[arg(long, default_value_t = 0)]
+    pub ranking_seed: u64,
+    /// LSAQ: keep embeddings in f32 (default f16).
+    #[arg(long)]
+    pub f32_embeddings: bool,
+    /// After the low-rank method, quantize its factors with LSAQ to --budget (one command).
+    #[arg(long)]
+    pub then_lsaq: bool,
 }
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
+    if a.method == "lsaq" || a.then_lsaq {
+        return crate::lsaq::compress(ui, a);
+    }
     use llm_compress::lowrank::{compress_low_rank, LowRankMethod, LowRankOptions, Progress};
     let method = LowRankMethod::parse(&a.method).ok_or_else(|| {
         EvalError::Input(format!(
-            "unknown method `{}`; expected svd-llm, svd or asvd",
+            "unknown method `{}`; expected svd-llm, svd, asvd or lsaq",
             a.method
         ))
     })?;

@@ -4,6 +4,7 @@
 //! 2 bad command line; 3 bad input (a malformed, truncated or unsupported model or data file).
 
 mod commands;
+mod lsaq;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
