@@ -3,14 +3,15 @@
 //! WikiText-2 test. Allocations that coincide are evaluated once.
 //!
 //! ```text
-//! cargo run --release --example lsaq_sweep -- MODEL [EVAL_WINDOWS] [BUDGET_MB,...] [GROUP] [CALIB_WINDOWS]
+//! cargo run --release --example lsaq_sweep -- MODEL [EVAL_WINDOWS] [BUDGET_MB,...] [GROUP] [CALIB_WINDOWS] [IMPORTANCE_JSONL]
 //! ```
-//! Prints one JSON object per line.
+//! Prints one JSON object per line; the first holds the importance scores, and a file of this
+//! output can be given as IMPORTANCE_JSONL to reuse them instead of measuring again.
 
 use llm_compress::quant::{quantize_to_budget, LsaqOptions};
 use llm_compress_core::QuantFormat;
 use llm_compress_eval::{perplexity, PerplexityOptions, TextSource};
-use llm_compress_layer_quant::{Quantizer, RankingKind};
+use llm_compress_layer_quant::{LayerImportance, Quantizer, RankingKind};
 use llm_compress_tensor_io::Checkpoint;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -41,11 +42,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     // The importance pass, once.
     let t = Instant::now();
-    let mut probe = LsaqOptions::new(usize::MAX);
-    probe.ladder = vec![QuantFormat::Int8];
-    probe.calibration.windows = calib_windows;
-    let (_, rep) = quantize_to_budget(&ckpt, None, &probe, |_| {})?;
-    let importance = rep.importance.ok_or("no importance")?;
+    let importance: LayerImportance = match args.get(6) {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)?;
+            let first: serde_json::Value =
+                serde_json::from_str(text.lines().next().ok_or("empty importance file")?)?;
+            serde_json::from_value(first["importance"].clone())?
+        }
+        None => {
+            let mut probe = LsaqOptions::new(usize::MAX);
+            probe.ladder = vec![QuantFormat::Int8];
+            probe.calibration.windows = calib_windows;
+            let (_, rep) = quantize_to_budget(&ckpt, None, &probe, |_| {})?;
+            rep.importance.ok_or("no importance")?
+        }
+    };
     println!(
         "{}",
         serde_json::json!({"importance": importance, "importance_s": t.elapsed().as_secs_f64(),
