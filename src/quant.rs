@@ -387,7 +387,9 @@ pub fn quantize_to_budget(
         costs.push(layer_costs(layer, opts)?);
         fixed += layer_fixed_bytes(l, layer);
     }
-    let allocation = allocate(&costs, fixed, opts.budget_bytes, &order)?;
+    // A budget that cannot be met is bad input (the message names the smallest feasible size).
+    let allocation = allocate(&costs, fixed, opts.budget_bytes, &order)
+        .map_err(|e| EvalError::Input(e.to_string()))?;
     let formats: Vec<QuantFormat> = allocation.levels.iter().map(|&v| opts.ladder[v]).collect();
     tracing::info!(?formats, bytes = allocation.bytes, "allocation");
     // Quantization pass.
