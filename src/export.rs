@@ -72,7 +72,56 @@ pub fn write_compact(
     calibration: serde_json::Value,
     linear_params_before: usize,
 ) -> Result<(), EvalError> {
+    write_compact_with(
+        ckpt,
+        out,
+        dir,
+        method,
+        calibration,
+        linear_params_before,
+        false,
+    )
+}
+
+/// Half-precision little-endian bytes of a matrix, row-major.
+fn f16_bytes(m: &Mat<f32>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(2 * m.nrows() * m.ncols());
+    for i in 0..m.nrows() {
+        for j in 0..m.ncols() {
+            b.extend_from_slice(&half::f16::from_f32(m[(i, j)]).to_le_bytes());
+        }
+    }
+    b
+}
+
+/// [`write_compact`], with the embeddings (and an untied head) stored as f16 when
+/// `f16_embeddings` (LSAQ: the byte budget covers the whole file).
+pub fn write_compact_with(
+    ckpt: &Checkpoint,
+    out: &OutputLayers,
+    dir: &Path,
+    method: serde_json::Value,
+    calibration: serde_json::Value,
+    linear_params_before: usize,
+    f16_embeddings: bool,
+) -> Result<(), EvalError> {
     let mut tensors = common_tensors(&out.base, &out.layers);
+    if f16_embeddings {
+        let mut mats = vec![("model.embed_tokens.weight", &out.base.embed)];
+        if let Some(h) = &out.base.lm_head {
+            mats.push(("lm_head.weight", h));
+        }
+        for (name, m) in mats {
+            tensors.insert(
+                name.into(),
+                TensorSource::Bytes {
+                    dtype: llm_compress_tensor_io::safetensors::Dtype::F16,
+                    shape: vec![m.nrows(), m.ncols()],
+                    data: std::borrow::Cow::Owned(f16_bytes(m)),
+                },
+            );
+        }
+    }
     let mut linears = BTreeMap::new();
     let all = || {
         out.layers.iter().enumerate().flat_map(|(l, layer)| {

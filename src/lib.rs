@@ -7,7 +7,8 @@
 //! - [`whitening_svd`]: SVD-LLM, plain SVD, ASVD;
 //! - [`glu_sparsity`]: DaSS, Wanda and magnitude pruning (N:M and unstructured);
 //! - [`shared_basis`]: Basis Sharing (one basis per group of layers);
-//! - [`basis_select`]: training-free Basis Selection.
+//! - [`basis_select`]: training-free Basis Selection;
+//! - [`layer_quant`]: LSAQ importance, budget allocation, RTN / GPTQ ([`quant`] runs it on a model).
 //!
 //! # Example
 //! ```no_run
@@ -27,12 +28,14 @@ pub mod lowrank;
 pub mod sparsity;
 #[doc(hidden)]
 pub mod testing;
+pub mod quant;
 
 pub use llm_compress_basis_select as basis_select_core;
 pub use llm_compress_core as core;
 pub use llm_compress_eval as eval;
 pub use llm_compress_glu_sparsity as glu_sparsity;
 pub use llm_compress_shared_basis as shared_basis;
+pub use llm_compress_layer_quant as layer_quant;
 pub use llm_compress_tensor_io as tensor_io;
 pub use llm_compress_whitening_svd as whitening_svd;
 

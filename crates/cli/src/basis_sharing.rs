@@ -14,7 +14,8 @@ use serde_json::json;
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     let ckpt = Checkpoint::open(&a.model)?;
     let mut opts = BasisSharingOptions::new(a.ratio);
-    opts.group_size = a.group_size;
+    let group_size = a.group_size.unwrap_or(opts.group_size);
+    opts.group_size = group_size;
     opts.shared =
         SharingPlan::parse_kinds(&a.share).map_err(|e| EvalError::Input(e.to_string()))?;
     opts.update = a.update;
@@ -23,7 +24,7 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     }
     (opts.calibration, opts.calibration_text) = a.calibration();
     let pb = ui.bar(
-        ckpt.config.num_layers.div_ceil(a.group_size) as u64,
+        ckpt.config.num_layers.div_ceil(group_size) as u64,
         "groups",
     );
     let (out, report) =
@@ -36,13 +37,13 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
         println!(
             "groups       {} of up to {} layers, shared: {}",
             report.groups.len(),
-            a.group_size,
+            group_size,
             shared.join(",")
         );
     }
     let summary = CompressSummary {
         method: json!({
-            "name": "basis-sharing", "ratio": a.ratio, "group_size": a.group_size,
+            "name": "basis-sharing", "ratio": a.ratio, "group_size": group_size,
             "shared": shared, "update": a.update, "stats_from": a.whiten_from,
         }),
         linear_params_before: report.linear_params_before,

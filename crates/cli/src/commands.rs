@@ -87,8 +87,13 @@ pub fn inspect(ui: &Ui, a: InspectArgs) -> CliResult {
             });
         *by_kind.entry(kind).or_default() += n;
     }
+    let compact = ckpt
+        .manifest
+        .as_ref()
+        .map(|m| crate::lsaq::inspect_manifest(ui, m));
     if ui.json {
         let v = json!({
+            "compact": compact,
             "path": ckpt.path,
             "format": ckpt.format(),
             "config": cfg,
@@ -270,18 +275,49 @@ pub struct CompressArgs {
     /// calibration), else written. Scores do not depend on the ratio.
     #[arg(long)]
     pub scores: Option<PathBuf>,
-    /// basis-sharing: layers per group (consecutive; the last group may be shorter).
-    #[arg(long, default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    pub group_size: usize,
     /// basis-sharing: kinds sharing one basis per group (comma-separated; the others are
     /// compressed per layer).
     #[arg(long, default_value = "q,k,v,up,gate")]
     pub share: String,
+    /// LSAQ (`--method lsaq` or `--then-lsaq`): byte budget of the tensor file (`120MB`, `110MiB`).
+    #[arg(long)]
+    pub budget: Option<String>,
+    /// LSAQ: precisions a layer may get.
+    #[arg(long, default_value = "f16,int8,int4")]
+    pub ladder: String,
+    /// basis-sharing: layers per group (consecutive, the last group may be shorter; default 2).
+    /// lsaq: int4 scale group size (32, 64 or 128; per output channel when omitted).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub group_size: Option<usize>,
+    /// LSAQ: quantizer.
+    #[arg(long, default_value = "rtn", value_parser = ["rtn", "gptq"])]
+    pub quantizer: String,
+    /// LSAQ: layer ranking (jaccard = LSAQ; cosine, random, reversed = baselines).
+    #[arg(long, default_value = "jaccard", value_parser = ["jaccard", "cosine", "random", "reversed"])]
+    pub importance: String,
+    /// LSAQ: size of the logit-lens top-k token sets.
+    #[arg(long, default_value_t = 10)]
+    pub top_k: usize,
+    /// LSAQ: score every N-th position of each calibration window.
+    #[arg(long, default_value_t = 16)]
+    pub position_stride: usize,
+    /// LSAQ: seed of the random ranking.
+    #[arg(long, default_value_t = 0)]
+    pub ranking_seed: u64,
+    /// LSAQ: keep embeddings in f32 (default f16).
+    #[arg(long)]
+    pub f32_embeddings: bool,
+    /// After the low-rank method, quantize its factors with LSAQ to --budget (one command).
+    #[arg(long)]
+    pub then_lsaq: bool,
 }
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     if a.method == "basis-select" {
         return crate::basis_select::compress(ui, a);
+    }
+    if a.method == "lsaq" || a.then_lsaq {
+        return crate::lsaq::compress(ui, a);
     }
     use llm_compress::lowrank::{compress_low_rank, LowRankMethod, LowRankOptions, Progress};
     if let Some(m) = llm_compress_glu_sparsity::PruneMethod::parse(&a.method) {
@@ -292,7 +328,7 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     }
     let method = LowRankMethod::parse(&a.method).ok_or_else(|| {
         EvalError::Input(format!(
-            "unknown method `{}`; expected svd-llm, svd, asvd, dass, wanda, magnitude, basis-select or basis-sharing",
+            "unknown method `{}`; expected svd-llm, svd, asvd, dass, wanda, magnitude, basis-select, basis-sharing or lsaq",
             a.method
         ))
     })?;

@@ -7,6 +7,7 @@ mod basis_select;
 mod basis_sharing;
 mod commands;
 mod sparsity;
+mod lsaq;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

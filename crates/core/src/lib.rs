@@ -31,6 +31,7 @@
 pub mod budget;
 mod error;
 mod linear;
+pub mod quant;
 pub mod rng;
 mod sparse;
 pub mod shared;
@@ -41,6 +42,7 @@ pub use error::CoreError;
 pub use faer::{Mat, MatMut, MatRef};
 pub use linear::{Linear, LinearId, LinearInput, LinearKind};
 pub use sparse::{GroupAxis, NmSparse, SparsityPattern};
+pub use quant::{QuantFormat, QuantMatrix};
 pub use stats::{GramAccumulator, InputStats, StatsRequest};
 pub use traits::{GroupCompressor, LayerPolicy, MatrixCompressor};
 

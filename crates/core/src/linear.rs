@@ -1,6 +1,6 @@
 //! How one weight is stored, and its forward pass.
 
-use crate::{par, CoreError, Mat, MatMut, MatRef, NmSparse};
+use crate::{par, CoreError, Mat, MatMut, MatRef, NmSparse, QuantMatrix};
 use faer::linalg::matmul::matmul;
 use faer::Accum;
 use serde::{Deserialize, Serialize};
@@ -130,6 +130,8 @@ pub enum Linear {
         basis: Arc<Linear>,
         coeff: Box<Linear>,
     },
+    /// Packed int8 / int4 codes with scales, or f16 values (LSAQ, `quant.rs`).
+    Quantized(QuantMatrix),
 }
 
 impl Linear {
@@ -140,6 +142,7 @@ impl Linear {
             Linear::LowRank { first, second } => (second.shape().0, first.shape().1),
             Linear::Sparse(s) => s.shape(),
             Linear::Shared { basis, coeff } => (coeff.shape().0, basis.shape().1),
+            Linear::Quantized(q) => q.shape(),
         }
     }
 
@@ -163,7 +166,7 @@ impl Linear {
     /// The inner rank of a low-rank linear, `None` for a dense one.
     pub fn rank(&self) -> Option<usize> {
         match self {
-            Linear::Dense(_) | Linear::Sparse(_) => None,
+            Linear::Dense(_) | Linear::Sparse(_) | Linear::Quantized(_) => None,
             Linear::LowRank { first, .. } => Some(first.shape().0),
             Linear::Shared { basis, .. } => Some(basis.shape().0),
         }
@@ -191,6 +194,7 @@ impl Linear {
                 basis.forward(x, z.as_mut());
                 coeff.forward(z.as_ref(), y);
             }
+            Linear::Quantized(q) => q.forward(x, y),
         }
     }
 
@@ -208,17 +212,19 @@ impl Linear {
             Linear::LowRank { first, second } => first.param_count() + second.param_count(),
             Linear::Sparse(s) => s.nnz(),
             Linear::Shared { coeff, .. } => coeff.param_count(),
+            Linear::Quantized(q) => q.shape().0 * q.shape().1,
         }
     }
 
     /// Bytes this linear occupies in the compact format (f32 values, plus the mask of a
-    /// sparse linear).
+    /// sparse linear; packed codes and scales for quantized ones).
     pub fn storage_bytes(&self) -> usize {
         match self {
             Linear::Dense(w) => 4 * w.nrows() * w.ncols(),
             Linear::LowRank { first, second } => first.storage_bytes() + second.storage_bytes(),
             Linear::Sparse(s) => s.storage_bytes(),
             Linear::Shared { coeff, .. } => coeff.storage_bytes(),
+            Linear::Quantized(q) => q.storage_bytes(),
         }
     }
 
@@ -232,6 +238,7 @@ impl Linear {
             }
             Linear::Sparse(s) => s.to_dense(),
             Linear::Shared { basis, coeff } => coeff.apply(basis.to_dense().as_ref()),
+            Linear::Quantized(q) => q.to_dense(),
         }
     }
 
@@ -239,9 +246,18 @@ impl Linear {
     pub fn describe(&self) -> String {
         match self {
             Linear::Dense(_) => "dense".into(),
-            Linear::LowRank { first, .. } => format!("low_rank(k={})", first.shape().0),
+            Linear::LowRank { first, second } => match (&**first, &**second) {
+                (Linear::Dense(_), Linear::Dense(_)) => format!("low_rank(k={})", first.shape().0),
+                _ => format!(
+                    "low_rank(k={}; {}, {})",
+                    first.shape().0,
+                    first.describe(),
+                    second.describe()
+                ),
+            },
             Linear::Sparse(s) => format!("sparse({}, {})", s.pattern(), s.axis().name()),
             Linear::Shared { basis, .. } => format!("shared(k={})", basis.shape().0),
+            Linear::Quantized(q) => q.describe(),
         }
     }
 }

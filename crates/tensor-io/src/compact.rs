@@ -16,7 +16,9 @@
 use crate::atomic::write_bytes_atomic;
 use crate::safetensors::{write_safetensors_with, Dtype, SafetensorsFile, TensorHeader};
 use crate::IoError;
-use llm_compress_core::{GroupAxis, Linear, Mat, MatRef, NmSparse, SparsityPattern};
+use llm_compress_core::{
+    GroupAxis, Linear, Mat, MatRef, NmSparse, QuantFormat, QuantMatrix, SparsityPattern,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -61,6 +63,17 @@ pub enum LinearRepr {
         /// The linears (`layers.0.q`, `layers.1.q`, ...) that read this basis.
         group: Vec<String>,
         coeff: Box<LinearRepr>,
+    },
+    /// Quantized values (LSAQ): `format` is `int8` (I8 `[d_out, d_in]`), `int4` (U8
+    /// `[d_out, ceil(d_in/2)]`, two codes per byte, even column in the low nibble) or `f16`
+    /// (F16 `[d_out, d_in]`); integer formats have F16 `scales` `[d_out, ceil(d_in/group_size)]`.
+    Quantized {
+        format: String,
+        shape: [usize; 2],
+        group_size: usize,
+        data: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scales: Option<String>,
     },
 }
 
@@ -209,6 +222,54 @@ pub fn linear_to_tensors<'a>(
         Linear::Shared { basis, coeff } => {
             shared_to_tensors(prefix, &format!("{prefix}.basis"), &[], basis, coeff, out)
         }
+        Linear::Quantized(q) => quantized_to_tensors(prefix, q, out),
+    }
+}
+
+fn quantized_to_tensors<'a>(
+    prefix: &str,
+    q: &'a QuantMatrix,
+    out: &mut BTreeMap<String, TensorSource<'a>>,
+) -> LinearRepr {
+    let (rows, cols) = q.shape();
+    let format = q.format();
+    let data = format!("{prefix}.qweight");
+    let dtype = match format {
+        QuantFormat::Int8 => Dtype::I8,
+        QuantFormat::Int4 => Dtype::U8,
+        QuantFormat::F16 => Dtype::F16,
+    };
+    let width = match format {
+        QuantFormat::Int4 => cols.div_ceil(2),
+        _ => cols,
+    };
+    out.insert(
+        data.clone(),
+        TensorSource::Bytes {
+            dtype,
+            shape: vec![rows, width],
+            data: std::borrow::Cow::Borrowed(q.data()),
+        },
+    );
+    let scales = (format != QuantFormat::F16).then(|| {
+        let name = format!("{prefix}.scales");
+        let bytes: Vec<u8> = q.scales().iter().flat_map(|s| s.to_le_bytes()).collect();
+        out.insert(
+            name.clone(),
+            TensorSource::Bytes {
+                dtype: Dtype::F16,
+                shape: vec![rows, q.groups_per_row()],
+                data: std::borrow::Cow::Owned(bytes),
+            },
+        );
+        name
+    });
+    LinearRepr::Quantized {
+        format: format.name().into(),
+        shape: [rows, cols],
+        group_size: q.group_size(),
+        data,
+        scales,
     }
 }
 
@@ -407,7 +468,64 @@ pub fn linear_from_tensors(repr: &LinearRepr, file: &SafetensorsFile) -> Result<
         LinearRepr::Shared {
             rank, basis, coeff, ..
         } => shared_from_tensors(*rank, basis, coeff, file, None),
+        LinearRepr::Quantized {
+            format,
+            shape,
+            group_size,
+            data,
+            scales,
+        } => quantized_from_tensors(format, *shape, *group_size, data, scales.as_deref(), file),
     }
+}
+
+fn quantized_from_tensors(
+    format: &str,
+    [rows, cols]: [usize; 2],
+    group_size: usize,
+    data: &str,
+    scales: Option<&str>,
+    file: &SafetensorsFile,
+) -> Result<Linear, IoError> {
+    let bad = |field: &str, detail: String| IoError::InvalidField {
+        path: file.path().into(),
+        field: field.into(),
+        detail,
+    };
+    let fmt = QuantFormat::parse(format)
+        .ok_or_else(|| bad(data, format!("unknown quantized format `{format}`")))?;
+    let want_dtype = match fmt {
+        QuantFormat::Int8 => Dtype::I8,
+        QuantFormat::Int4 => Dtype::U8,
+        QuantFormat::F16 => Dtype::F16,
+    };
+    let info = file.info(data)?;
+    if info.dtype != want_dtype {
+        return Err(bad(
+            data,
+            format!(
+                "{format} needs {}, file has {}",
+                want_dtype.name(),
+                info.dtype.name()
+            ),
+        ));
+    }
+    let bytes = file.bytes(data)?.to_vec();
+    let scale_vals = match (fmt, scales) {
+        (QuantFormat::F16, _) => Vec::new(),
+        (_, None) => return Err(bad(data, format!("{format} tensor without scales"))),
+        (_, Some(name)) => {
+            if file.info(name)?.dtype != Dtype::F16 {
+                return Err(bad(name, "scales must be F16".into()));
+            }
+            file.bytes(name)?
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                .collect()
+        }
+    };
+    QuantMatrix::from_parts(rows, cols, fmt, group_size, bytes, scale_vals)
+        .map(Linear::Quantized)
+        .map_err(|e| bad(data, e.to_string()))
 }
 
 /// SHA-256 of a file (hex).
