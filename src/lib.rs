@@ -25,17 +25,17 @@ pub mod basis_select;
 pub mod basis_sharing;
 pub mod export;
 pub mod lowrank;
+pub mod quant;
 pub mod sparsity;
 #[doc(hidden)]
 pub mod testing;
-pub mod quant;
 
 pub use llm_compress_basis_select as basis_select_core;
 pub use llm_compress_core as core;
 pub use llm_compress_eval as eval;
 pub use llm_compress_glu_sparsity as glu_sparsity;
-pub use llm_compress_shared_basis as shared_basis;
 pub use llm_compress_layer_quant as layer_quant;
+pub use llm_compress_shared_basis as shared_basis;
 pub use llm_compress_tensor_io as tensor_io;
 pub use llm_compress_whitening_svd as whitening_svd;
 

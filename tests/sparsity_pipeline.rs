@@ -78,7 +78,7 @@ fn scopes_prune_the_right_linears_along_the_right_axes() {
                         assert_eq!(s.nnz(), m * n / 2);
                     }
                     Linear::Dense(_) => assert!(!pruned.contains(&kind), "{scope:?} {kind:?}"),
-                    Linear::LowRank { .. } => panic!("unexpected low-rank linear"),
+                    other => panic!("unexpected {} linear", other.describe()),
                 }
             }
         }

@@ -23,10 +23,7 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
         opts.stats_from = StatsFrom::Original;
     }
     (opts.calibration, opts.calibration_text) = a.calibration();
-    let pb = ui.bar(
-        ckpt.config.num_layers.div_ceil(group_size) as u64,
-        "groups",
-    );
+    let pb = ui.bar(ckpt.config.num_layers.div_ceil(group_size) as u64, "groups");
     let (out, report) =
         compress_basis_sharing(&ckpt, &opts, |Progress::Group { done, .. }| {
             pb.set_position(done as u64)

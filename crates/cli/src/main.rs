@@ -6,8 +6,8 @@
 mod basis_select;
 mod basis_sharing;
 mod commands;
-mod sparsity;
 mod lsaq;
+mod sparsity;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -33,16 +33,16 @@ mod error;
 mod linear;
 pub mod quant;
 pub mod rng;
-mod sparse;
 pub mod shared;
+mod sparse;
 mod stats;
 mod traits;
 
 pub use error::CoreError;
 pub use faer::{Mat, MatMut, MatRef};
 pub use linear::{Linear, LinearId, LinearInput, LinearKind};
-pub use sparse::{GroupAxis, NmSparse, SparsityPattern};
 pub use quant::{QuantFormat, QuantMatrix};
+pub use sparse::{GroupAxis, NmSparse, SparsityPattern};
 pub use stats::{GramAccumulator, InputStats, StatsRequest};
 pub use traits::{GroupCompressor, LayerPolicy, MatrixCompressor};
 

@@ -243,8 +243,7 @@ impl Checkpoint {
     pub fn linear(&self, id: LinearId) -> Result<Linear, IoError> {
         if let (Some(m), Source::Safetensors { shards, .. }) = (&self.manifest, &self.source) {
             if let Some(repr) = m.linears.get(&id.to_string()) {
-                let lin =
-                    compact::linear_from_tensors_cached(repr, &shards[0], &self.basis_cache)?;
+                let lin = compact::linear_from_tensors_cached(repr, &shards[0], &self.basis_cache)?;
                 let want = self.config.linear_shape(id.kind);
                 if lin.shape() != want {
                     return Err(IoError::InvalidField {
