@@ -36,7 +36,7 @@ enum Command {
     /// Perplexity and throughput of a model (or of a compressed output folder).
     Eval(commands::EvalArgs),
     /// Compress a model and write the result (compact folder, or dense with --dense).
-    Compress(commands::CompressArgs),
+    Compress(Box<commands::CompressArgs>),
 }
 
 fn main() -> ExitCode {
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect(&ui, a),
         Command::Eval(a) => commands::eval(&ui, a),
-        Command::Compress(a) => commands::compress(&ui, a),
+        Command::Compress(a) => commands::compress(&ui, *a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -73,7 +73,7 @@ fn factors(lin: &Linear) -> (Mat<f64>, Mat<f64>) {
             (Linear::Dense(f), Linear::Dense(s)) => (f64_of(f.as_ref()), f64_of(s.as_ref())),
             _ => panic!("factors must be dense"),
         },
-        Linear::Dense(_) => panic!("expected a low-rank linear"),
+        other => panic!("expected a low-rank linear, got {}", other.describe()),
     }
 }
 
