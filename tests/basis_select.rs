@@ -13,22 +13,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 fn model_path() -> Option<PathBuf> {
-    if std::env::var("LLM_COMPRESS_SKIP_MODEL_TESTS").is_ok_and(|v| v == "1") {
-        eprintln!("LLM_COMPRESS_SKIP_MODEL_TESTS=1: real-model test skipped");
-        return None;
-    }
-    let p = std::env::var("LLM_COMPRESS_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
-            PathBuf::from(home).join(".cache/llm-compress/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        p.exists(),
-        "{} not found: run scripts/fetch-model.sh (or set LLM_COMPRESS_SKIP_MODEL_TESTS=1)",
-        p.display()
-    );
-    Some(p)
+    llm_compress_eval::testing::real_model_path()
 }
 
 #[test]
