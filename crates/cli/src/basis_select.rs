@@ -97,18 +97,13 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
         "bases": opts.bases, "residual_rank": a.residual_rank, "refit": a.refit,
         "stats_from": a.whiten_from,
     });
-    if a.dense {
-        llm_compress::export::write_dense(&ckpt, &out, &a.out)?;
-    } else {
-        llm_compress::export::write_compact(
-            &ckpt,
-            &out,
-            &a.out,
-            method_json.clone(),
-            calibration.clone(),
-            report.linear_params_before,
-        )?;
-    }
+    a.write_output(
+        &ckpt,
+        &out,
+        &method_json,
+        &calibration,
+        report.linear_params_before,
+    )?;
     let peak = llm_compress_eval::sys::peak_rss_bytes();
     let kept = report.linear_params_after as f64 / report.linear_params_before as f64;
     if ui.json {

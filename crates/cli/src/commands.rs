@@ -394,6 +394,31 @@ impl CompressArgs {
     }
 
     /// Write `out` (compact folder, or dense with `--dense`) and print the report.
+    /// Write `out` to `--out`: a dense Hugging Face checkpoint with `--dense`, else the compact
+    /// folder whose manifest records `method` and `calibration`.
+    pub fn write_output(
+        &self,
+        ckpt: &Checkpoint,
+        out: &llm_compress::export::OutputLayers,
+        method: &serde_json::Value,
+        calibration: &serde_json::Value,
+        linear_params_before: usize,
+    ) -> CliResult {
+        if self.dense {
+            llm_compress::export::write_dense(ckpt, out, &self.out)?;
+        } else {
+            llm_compress::export::write_compact(
+                ckpt,
+                out,
+                &self.out,
+                method.clone(),
+                calibration.clone(),
+                linear_params_before,
+            )?;
+        }
+        Ok(())
+    }
+
     pub fn write_and_report(
         &self,
         ui: &Ui,
@@ -405,18 +430,7 @@ impl CompressArgs {
         let calibration = json!({
             "text": a.calib, "windows": a.calib_windows, "seq_len": a.seq_len, "seed": a.seed,
         });
-        if a.dense {
-            llm_compress::export::write_dense(ckpt, out, &a.out)?;
-        } else {
-            llm_compress::export::write_compact(
-                ckpt,
-                out,
-                &a.out,
-                s.method.clone(),
-                calibration.clone(),
-                s.linear_params_before,
-            )?;
-        }
+        a.write_output(ckpt, out, &s.method, &calibration, s.linear_params_before)?;
         let peak = llm_compress_eval::sys::peak_rss_bytes();
         let kept = s.linear_params_after as f64 / s.linear_params_before as f64;
         let [wall_s, prepare_s, walk_s, factorize_s] = s.seconds;

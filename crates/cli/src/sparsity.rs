@@ -49,18 +49,13 @@ pub fn compress_sparse_cmd(ui: &Ui, a: CompressArgs, method: PruneMethod) -> Cli
     if let Some(m) = method_json.as_object_mut() {
         m.remove("calibration");
     }
-    if a.dense {
-        llm_compress::export::write_dense(&ckpt, &out, &a.out)?;
-    } else {
-        llm_compress::export::write_compact(
-            &ckpt,
-            &out,
-            &a.out,
-            method_json.clone(),
-            calibration.clone(),
-            report.linear_params_before,
-        )?;
-    }
+    a.write_output(
+        &ckpt,
+        &out,
+        &method_json,
+        &calibration,
+        report.linear_params_before,
+    )?;
     let peak = llm_compress_eval::sys::peak_rss_bytes();
     let kept = report.linear_params_after as f64 / report.linear_params_before as f64;
     let bytes = report.linear_bytes_after as f64 / report.linear_bytes_before as f64;
