@@ -10,6 +10,9 @@
 //! - [`basis_select`]: training-free Basis Selection;
 //! - [`layer_quant`]: LSAQ importance, budget allocation, RTN / GPTQ ([`quant`] runs it on a model).
 //!
+//! [`Pipeline`] composes the methods: a [`Recipe`] (TOML or code) lists [`Step`]s that run in
+//! one layer-streamed calibration walk where their statistics allow it (see [`pipeline`]).
+//!
 //! # Example
 //! ```no_run
 //! use llm_compress::prelude::*;
@@ -25,10 +28,13 @@ pub mod basis_select;
 pub mod basis_sharing;
 pub mod export;
 pub mod lowrank;
+pub mod pipeline;
 pub mod quant;
 pub mod sparsity;
 #[doc(hidden)]
 pub mod testing;
+
+pub use pipeline::{Pipeline, Recipe, Step};
 
 pub use llm_compress_basis_select as basis_select_core;
 pub use llm_compress_core as core;

@@ -13,8 +13,8 @@ use llm_compress_core::{
     Linear, LinearId, LinearInput, LinearKind, Mat, MatrixCompressor, StatsRequest,
 };
 use llm_compress_eval::{
-    calibration_windows, walk_layers, CalibrationConfig, EvalError, LayerCalibration, Model,
-    StatsFrom, TextSource, WalkEvent,
+    calibration_windows, walk_layers, CalibrationConfig, DecoderLayer, EvalError, LayerCalibration,
+    Model, StatsFrom, TextSource, WalkEvent,
 };
 use llm_compress_tensor_io::Checkpoint;
 use llm_compress_whitening_svd::{
@@ -53,7 +53,7 @@ impl LowRankMethod {
             Self::Asvd => "asvd",
         }
     }
-    fn compressor(self, ratio: f64) -> Box<dyn MatrixCompressor> {
+    pub(crate) fn compressor(self, ratio: f64) -> Box<dyn MatrixCompressor> {
         match self {
             Self::SvdLlm => Box::new(SvdLlm::new(ratio)),
             Self::Svd => Box::new(PlainSvd::new(ratio)),
@@ -151,18 +151,7 @@ pub fn compress_low_rank(
     let windows = calibration_windows(&text_tokens, &opts.calibration)?;
     let base = Model::load_without_layers(ckpt)?;
     let prepare_s = t0.elapsed().as_secs_f64();
-    let mut request = compressor.needs();
-    if opts.update {
-        request = request.union(StatsRequest {
-            gram: true,
-            ..StatsRequest::NONE
-        });
-    }
-    let stats_from = match (opts.whiten_from, opts.update) {
-        (StatsFrom::Original, false) => StatsFrom::Original,
-        (StatsFrom::Original, true) | (StatsFrom::Both, _) => StatsFrom::Both,
-        (StatsFrom::Compressed, _) => StatsFrom::Compressed,
-    };
+    let (request, stats_from) = low_rank_request(opts);
     let mut report = LowRankReport {
         prepare_s,
         ..Default::default()
@@ -176,65 +165,10 @@ pub fn compress_low_rank(
         stats_from,
         |l, layer, calib: &LayerCalibration| {
             let t = Instant::now();
-            let orig = match opts.whiten_from {
-                StatsFrom::Compressed => calib.compressed.as_ref(),
-                _ => calib.original.as_ref(),
-            }
-            .ok_or_else(|| EvalError::Input("walk returned no whitening statistics".into()))?;
-            // Whitening: one Cholesky per distinct input (q/k/v share one, gate/up share one),
-            // then the seven factorisations in parallel.
-            let chol: BTreeMap<LinearInput, Mat<f64>> = if opts.method == LowRankMethod::SvdLlm {
-                let inputs: BTreeSet<LinearInput> = opts.kinds.iter().map(|k| k.input()).collect();
-                inputs
-                    .into_par_iter()
-                    .map(|input| -> Result<_, EvalError> {
-                        let g = orig[&input].gram.as_ref().ok_or_else(|| {
-                            EvalError::Input("svd-llm needs the input Gram".into())
-                        })?;
-                        let (factor, chol_report) =
-                            robust_cholesky(g.as_ref(), &CholeskyOptions::default())?;
-                        if chol_report.regularised() {
-                            tracing::info!(layer = l, ?input, ?chol_report, "Gram regularised");
-                        }
-                        Ok((input, factor))
-                    })
-                    .collect::<Result<_, _>>()?
-            } else {
-                BTreeMap::new()
-            };
-            let results: Vec<(LinearKind, Linear, usize)> = opts
-                .kinds
-                .par_iter()
-                .map(|&kind| -> Result<_, EvalError> {
-                    let id = LinearId { layer: l, kind };
-                    let w = layer.linear(kind).to_dense();
-                    let mut lin = match chol.get(&kind.input()) {
-                        Some(lf) => SvdLlm::new(opts.ratio)
-                            .factorize_with_cholesky(id, w.as_ref(), lf.as_ref())?
-                            .to_linear()?,
-                        None => compressor.compress(id, w.as_ref(), &orig[&kind.input()])?,
-                    };
-                    if opts.update {
-                        let comp = calib
-                            .compressed
-                            .as_ref()
-                            .and_then(|c| c.get(&kind.input()))
-                            .and_then(|s| s.gram.as_ref())
-                            .ok_or_else(|| {
-                                EvalError::Input("update needs the compressed-prefix Gram".into())
-                            })?;
-                        if let Linear::LowRank { first, .. } = &lin {
-                            let f = first.to_dense();
-                            let second = closed_form_update(f.as_ref(), w.as_ref(), comp.as_ref())?;
-                            lin = Linear::low_rank(Linear::Dense(f), Linear::Dense(second))?;
-                        }
-                    }
-                    Ok((kind, lin, w.nrows() * w.ncols()))
-                })
-                .collect::<Result<_, _>>()?;
-            for (kind, lin, before) in results {
+            let results = low_rank_layer(opts, compressor.as_ref(), l, layer, calib)?;
+            for (kind, lin) in results {
                 let id = LinearId { layer: l, kind };
-                report.linear_params_before += before;
+                report.linear_params_before += layer.linear(kind).param_count();
                 if let Some(k) = lin.rank() {
                     report.ranks.push((id.to_string(), k));
                 }
@@ -261,4 +195,92 @@ pub fn compress_low_rank(
     report.wall_s = t0.elapsed().as_secs_f64();
     report.walk_s = report.wall_s - factorize_s - prepare_s;
     Ok((OutputLayers { base, layers }, report))
+}
+
+/// The statistics a low-rank run asks the walk for, and from which stream.
+pub(crate) fn low_rank_request(opts: &LowRankOptions) -> (StatsRequest, StatsFrom) {
+    let mut request = opts.method.compressor(opts.ratio).needs();
+    if opts.update {
+        request = request.union(StatsRequest {
+            gram: true,
+            ..StatsRequest::NONE
+        });
+    }
+    let stats_from = match (opts.whiten_from, opts.update) {
+        (StatsFrom::Original, false) => StatsFrom::Original,
+        (StatsFrom::Original, true) | (StatsFrom::Both, _) => StatsFrom::Both,
+        (StatsFrom::Compressed, _) => StatsFrom::Compressed,
+    };
+    (request, stats_from)
+}
+
+/// Factorise the linears `opts.kinds` of decoder layer `l` from its calibration statistics;
+/// returns the new linears (the layer is not modified). The per-layer step of
+/// [`compress_low_rank`] and of a [`crate::pipeline::Pipeline`].
+pub(crate) fn low_rank_layer(
+    opts: &LowRankOptions,
+    compressor: &dyn MatrixCompressor,
+    l: usize,
+    layer: &DecoderLayer,
+    calib: &LayerCalibration,
+) -> Result<Vec<(LinearKind, Linear)>, EvalError> {
+    let orig = match opts.whiten_from {
+        StatsFrom::Compressed => calib.compressed.as_ref(),
+        _ => calib.original.as_ref(),
+    }
+    .ok_or_else(|| EvalError::Input("walk returned no whitening statistics".into()))?;
+    // Whitening: one Cholesky per distinct input (q/k/v share one, gate/up share one), then
+    // the factorisations in parallel.
+    let chol: BTreeMap<LinearInput, Mat<f64>> = if opts.method == LowRankMethod::SvdLlm {
+        let inputs: BTreeSet<LinearInput> = opts.kinds.iter().map(|k| k.input()).collect();
+        inputs
+            .into_par_iter()
+            .map(|input| -> Result<_, EvalError> {
+                let g = orig
+                    .get(&input)
+                    .and_then(|s| s.gram.as_ref())
+                    .ok_or_else(|| EvalError::Input("svd-llm needs the input Gram".into()))?;
+                let (factor, chol_report) =
+                    robust_cholesky(g.as_ref(), &CholeskyOptions::default())?;
+                if chol_report.regularised() {
+                    tracing::info!(layer = l, ?input, ?chol_report, "Gram regularised");
+                }
+                Ok((input, factor))
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        BTreeMap::new()
+    };
+    opts.kinds
+        .par_iter()
+        .map(|&kind| -> Result<_, EvalError> {
+            let id = LinearId { layer: l, kind };
+            let w = layer.linear(kind).to_dense();
+            let stats = orig
+                .get(&kind.input())
+                .ok_or_else(|| EvalError::Input(format!("no statistics for {id}")))?;
+            let mut lin = match chol.get(&kind.input()) {
+                Some(lf) => SvdLlm::new(opts.ratio)
+                    .factorize_with_cholesky(id, w.as_ref(), lf.as_ref())?
+                    .to_linear()?,
+                None => compressor.compress(id, w.as_ref(), stats)?,
+            };
+            if opts.update {
+                let comp = calib
+                    .compressed
+                    .as_ref()
+                    .and_then(|c| c.get(&kind.input()))
+                    .and_then(|s| s.gram.as_ref())
+                    .ok_or_else(|| {
+                        EvalError::Input("update needs the compressed-prefix Gram".into())
+                    })?;
+                if let Linear::LowRank { first, .. } = &lin {
+                    let f = first.to_dense();
+                    let second = closed_form_update(f.as_ref(), w.as_ref(), comp.as_ref())?;
+                    lin = Linear::low_rank(Linear::Dense(f), Linear::Dense(second))?;
+                }
+            }
+            Ok((kind, lin))
+        })
+        .collect()
 }

@@ -10,10 +10,10 @@
 
 use crate::export::OutputLayers;
 use crate::lowrank::{CalibrationText, Progress};
-use llm_compress_core::{Linear, LinearId, LinearInput, LinearKind, SparsityPattern};
+use llm_compress_core::{Linear, LinearId, LinearInput, LinearKind, SparsityPattern, StatsRequest};
 use llm_compress_eval::{
-    calibration_windows, walk_layers, CalibrationConfig, EvalError, LayerCalibration, Model,
-    StatsFrom, TextSource, WalkEvent,
+    calibration_windows, walk_layers, CalibrationConfig, DecoderLayer, EvalError, LayerCalibration,
+    Model, StatsFrom, TextSource, WalkEvent,
 };
 use llm_compress_glu_sparsity::{PruneMethod, Pruner};
 use llm_compress_tensor_io::Checkpoint;
@@ -154,7 +154,7 @@ pub fn compress_sparse(
         prepare_s: t0.elapsed().as_secs_f64(),
         ..Default::default()
     };
-    let request = opts.pruner(LinearKind::Gate).needs();
+    let request = prune_request(opts);
     let mut prune_s = 0.0;
     let layers = walk_layers(
         ckpt,
@@ -164,34 +164,7 @@ pub fn compress_sparse(
         StatsFrom::Compressed,
         |l, layer, calib: &LayerCalibration| {
             let t = Instant::now();
-            let stats = calib
-                .compressed
-                .as_ref()
-                .ok_or_else(|| EvalError::Input("walk returned no statistics".into()))?;
-            let norms = |input: LinearInput| -> Result<Vec<f64>, EvalError> {
-                stats
-                    .get(&input)
-                    .and_then(|s| s.squared_norms())
-                    .ok_or_else(|| EvalError::Input(format!("no channel norms for {input:?}")))
-            };
-            let hidden = norms(LinearInput::MlpHidden)?;
-            let inputs: BTreeMap<LinearInput, Vec<f64>> = LinearInput::ALL
-                .into_iter()
-                .map(|i| Ok((i, norms(i)?)))
-                .collect::<Result<_, EvalError>>()?;
-            let pruned: Vec<(LinearKind, Linear)> = kinds
-                .par_iter()
-                .map(|&kind| -> Result<_, EvalError> {
-                    let w = layer.linear(kind).to_dense();
-                    let lin = opts
-                        .pruner(kind)
-                        .prune(kind, w.as_ref(), &inputs[&kind.input()], &hidden)
-                        .map_err(|e| {
-                            EvalError::Input(format!("{}: {e}", LinearId { layer: l, kind }))
-                        })?;
-                    Ok((kind, lin))
-                })
-                .collect::<Result<_, _>>()?;
+            let pruned = prune_layer(opts, &kinds, l, layer, calib)?;
             for kind in LinearKind::ALL {
                 let lin = pruned
                     .iter()
@@ -220,4 +193,47 @@ pub fn compress_sparse(
     report.wall_s = t0.elapsed().as_secs_f64();
     report.walk_s = report.wall_s - prune_s - report.prepare_s;
     Ok((OutputLayers { base, layers }, report))
+}
+
+/// Prune the linears `kinds` of decoder layer `l` from the channel norms of the compressed
+/// prefix; returns the pruned linears (the layer is not modified). The per-layer step of
+/// [`compress_sparse`] and of a [`crate::pipeline::Pipeline`].
+pub(crate) fn prune_layer(
+    opts: &SparsityOptions,
+    kinds: &[LinearKind],
+    l: usize,
+    layer: &DecoderLayer,
+    calib: &LayerCalibration,
+) -> Result<Vec<(LinearKind, Linear)>, EvalError> {
+    let stats = calib
+        .compressed
+        .as_ref()
+        .ok_or_else(|| EvalError::Input("walk returned no statistics".into()))?;
+    let norms = |input: LinearInput| -> Result<Vec<f64>, EvalError> {
+        stats
+            .get(&input)
+            .and_then(|s| s.squared_norms())
+            .ok_or_else(|| EvalError::Input(format!("no channel norms for {input:?}")))
+    };
+    let hidden = norms(LinearInput::MlpHidden)?;
+    let inputs: BTreeMap<LinearInput, Vec<f64>> = LinearInput::ALL
+        .into_iter()
+        .map(|i| Ok((i, norms(i)?)))
+        .collect::<Result<_, EvalError>>()?;
+    kinds
+        .par_iter()
+        .map(|&kind| -> Result<_, EvalError> {
+            let w = layer.linear(kind).to_dense();
+            let lin = opts
+                .pruner(kind)
+                .prune(kind, w.as_ref(), &inputs[&kind.input()], &hidden)
+                .map_err(|e| EvalError::Input(format!("{}: {e}", LinearId { layer: l, kind })))?;
+            Ok((kind, lin))
+        })
+        .collect()
+}
+
+/// The statistics a pruning run asks the walk for (channel norms of the compressed prefix).
+pub(crate) fn prune_request(opts: &SparsityOptions) -> StatsRequest {
+    opts.pruner(LinearKind::Gate).needs()
 }

@@ -210,6 +210,10 @@ pub fn eval(ui: &Ui, a: EvalArgs) -> CliResult {
 pub struct CompressArgs {
     /// The model to compress (.gguf, .safetensors, or a folder).
     pub model: PathBuf,
+    /// Run a recipe (TOML: calibration and steps; see recipes/ and docs/recipes.md) instead of
+    /// one `--method`.
+    #[arg(long, conflicts_with = "method")]
+    pub recipe: Option<PathBuf>,
     /// svd-llm | svd | asvd | dass | wanda | magnitude | basis-select | basis-sharing
     #[arg(long, default_value = "svd-llm")]
     pub method: String,
@@ -313,6 +317,9 @@ pub struct CompressArgs {
 }
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
+    if let Some(r) = a.recipe.clone() {
+        return crate::pipeline::compress(ui, a, &r);
+    }
     if a.method == "basis-select" {
         return crate::basis_select::compress(ui, a);
     }

@@ -7,6 +7,7 @@ mod basis_select;
 mod basis_sharing;
 mod commands;
 mod lsaq;
+mod pipeline;
 mod sparsity;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,12 @@ enum Command {
     Eval(commands::EvalArgs),
     /// Compress a model and write the result (compact folder, or dense with --dense).
     Compress(Box<commands::CompressArgs>),
+    /// Compress with a recipe, then evaluate the dense and the compressed model in one run:
+    /// compress time and peak RSS, perplexity, tokens/s, bytes, side by side.
+    Bench(pipeline::BenchArgs),
+    /// Evaluate the dense model and compressed folders; write a Markdown table, JSON and a plot
+    /// (SVG and PNG) of perplexity against size.
+    Report(pipeline::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +71,8 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect(&ui, a),
         Command::Eval(a) => commands::eval(&ui, a),
         Command::Compress(a) => commands::compress(&ui, *a),
+        Command::Bench(a) => pipeline::bench(&ui, a),
+        Command::Report(a) => pipeline::report(&ui, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

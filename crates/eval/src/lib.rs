@@ -19,6 +19,7 @@ mod data;
 mod error;
 pub mod model;
 mod perplexity;
+pub mod report;
 mod simd;
 pub mod sys;
 pub mod testing;

@@ -16,3 +16,10 @@ pub fn rss_bytes() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// Reset the peak resident set size to the current one (Linux: writes `5` to
+/// `/proc/self/clear_refs`), so that [`peak_rss_bytes`] measures from here. Returns whether the
+/// platform allowed it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
