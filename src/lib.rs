@@ -45,6 +45,16 @@ pub use llm_compress_shared_basis as shared_basis;
 pub use llm_compress_tensor_io as tensor_io;
 pub use llm_compress_whitening_svd as whitening_svd;
 
+/// Where the default model is: `$LLM_COMPRESS_MODEL` if set, else the file
+/// `scripts/fetch-model.sh` downloads (SmolLM2-135M-Instruct, GGUF) under `~/.cache`.
+pub fn default_model_path() -> std::path::PathBuf {
+    match std::env::var_os("LLM_COMPRESS_MODEL") {
+        Some(p) => p.into(),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
+            .join(".cache/llm-compress/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    }
+}
+
 /// Keep peak memory close to the live data on glibc: its mmap threshold rises after large
 /// frees, so the many short-lived multi-MiB activation buffers of the forward pass end up held
 /// in per-thread heaps and are never returned. Measured: SVD-LLM 0.2 on SmolLM2 (4 calibration

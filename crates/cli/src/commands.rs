@@ -2,7 +2,7 @@
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use llm_compress_core::LinearKind;
+use llm_compress_core::{CoreError, LinearKind};
 use llm_compress_eval::{perplexity, EvalError, Model, PerplexityOptions, TextSource};
 use llm_compress_tensor_io::{Checkpoint, IoError};
 use serde_json::json;
@@ -49,8 +49,12 @@ pub fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
         None => match e.downcast_ref::<EvalError>() {
             Some(EvalError::Shape(_))
             | Some(EvalError::Input(_))
-            | Some(EvalError::Data { .. }) => 3,
-            _ => 1,
+            | Some(EvalError::Data { .. })
+            | Some(EvalError::Core(CoreError::Parameter { .. })) => 3,
+            _ => match e.downcast_ref::<CoreError>() {
+                Some(CoreError::Parameter { .. }) => 3,
+                _ => 1,
+            },
         },
     }
 }

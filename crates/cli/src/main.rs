@@ -1,7 +1,8 @@
 //! `llm-compress`: inspect, evaluate and compress Llama-family checkpoints.
 //!
 //! Exit codes: 0 success; 1 a failure while running (numerical, I/O while writing);
-//! 2 bad command line; 3 bad input (a malformed, truncated or unsupported model or data file).
+//! 2 bad command line; 3 bad input (a malformed, truncated or unsupported model, data or recipe
+//! file, or an option value out of range).
 
 mod basis_select;
 mod basis_sharing;
@@ -17,7 +18,10 @@ use std::process::ExitCode;
 #[command(
     name = "llm-compress",
     version,
-    about = "Compress large language models on a CPU"
+    about = "Compress large language models on a CPU",
+    after_help = "Exit codes: 0 success; 1 failure while running (numerics, I/O while writing); \
+                  2 bad command line; 3 bad input (malformed, truncated or unsupported model, \
+                  data or recipe file, or an option value out of range)."
 )]
 struct Cli {
     /// No progress bars or logs on stderr (errors are still printed).
