@@ -36,7 +36,7 @@ linear_f16=$(( 106168320 * 2 ))
 for r in 0.2 0.4; do
   run "svd-llm-$r" --method svd-llm --ratio "$r"
   run "basis-sharing-$r" --method basis-sharing --ratio "$r"
-  run "basis-select-$r" --method basis-select --ratio "$r"
+  run "basis-select-$r" --method basis-select --ratio "$r" --bases whitened
   run "wanda-$r" --method wanda --pattern unstructured --sparsity "$r" --scope all
   run "dass-$r" --method dass --pattern unstructured --sparsity "$r" --scope all
   budget=$(python3 -c "print(int($fixed + (1 - $r) * $linear_f16))")

@@ -98,8 +98,11 @@ pub struct Recipe {
 pub struct CalibrationSpec {
     /// `wikitext2` (train split), `gsm8k` (train split), a `.jsonl` corpus, or a text file.
     pub text: String,
+    /// Number of calibration windows.
     pub windows: usize,
+    /// Tokens per window.
     pub seq_len: usize,
+    /// Seed of the window offsets.
     pub seed: u64,
 }
 
@@ -135,7 +138,9 @@ impl CalibrationSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Linears {
+    /// `all`, `attention`, `mlp` or one kind (`q`, ..., `down`).
     Group(String),
+    /// Several kinds or groups.
     List(Vec<String>),
 }
 
@@ -220,6 +225,7 @@ fn default_plain() -> String {
 pub struct LowRankStep {
     /// Fraction of the selected linears' parameters removed.
     pub ratio: f64,
+    /// The linears factorised (default all).
     #[serde(default = "Linears::all")]
     pub linears: Linears,
     /// Closed-form update of the second factor (SVD-LLM §2.5a).
@@ -252,6 +258,7 @@ pub struct PruneStep {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasisSharingStep {
+    /// Fraction of decoder-linear parameters removed (a basis counted once).
     pub ratio: f64,
     /// Consecutive layers per group.
     #[serde(default = "default_group")]
@@ -259,6 +266,7 @@ pub struct BasisSharingStep {
     /// Kinds sharing one basis per group (the others are compressed per layer).
     #[serde(default = "default_share")]
     pub share: Linears,
+    /// Closed-form update of the coefficients (off by default).
     #[serde(default)]
     pub update: bool,
 }
@@ -267,6 +275,7 @@ pub struct BasisSharingStep {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasisSelectStep {
+    /// Fraction of decoder-linear parameters removed.
     pub ratio: f64,
     /// `plain` or `whitened`.
     #[serde(default = "default_plain")]
@@ -274,10 +283,13 @@ pub struct BasisSelectStep {
     /// `global` or `per-matrix`.
     #[serde(default = "default_global")]
     pub allocation: String,
+    /// Residual bases per matrix, paid out of the budget.
     #[serde(default)]
     pub residual_rank: usize,
+    /// Closed-form refit of the kept coefficients.
     #[serde(default)]
     pub refit: bool,
+    /// The linears compressed (default all).
     #[serde(default = "Linears::all")]
     pub linears: Linears,
 }
@@ -299,12 +311,16 @@ pub struct LsaqStep {
     /// `jaccard`, `cosine`, `random` or `reversed`.
     #[serde(default = "default_importance")]
     pub importance: String,
+    /// Size of the logit-lens top-k token sets.
     #[serde(default = "default_top_k")]
     pub top_k: usize,
+    /// Every n-th position of each window is scored.
     #[serde(default = "default_stride")]
     pub position_stride: usize,
+    /// Seed of the random ranking.
     #[serde(default)]
     pub seed: u64,
+    /// Store embeddings (and an untied head) as f16.
     #[serde(default = "default_true")]
     pub f16_embeddings: bool,
 }
@@ -313,14 +329,23 @@ pub struct LsaqStep {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "kebab-case")]
 pub enum Step {
+    /// SVD-LLM: truncation-aware whitening (docs/svd-llm.md).
     SvdLlm(LowRankStep),
+    /// Plain truncated SVD of the weight (baseline).
     Svd(LowRankStep),
+    /// Activation-aware SVD (baseline).
     Asvd(LowRankStep),
+    /// DaSS: GLU-aware N:M pruning of the MLP (docs/dass.md).
     Dass(PruneStep),
+    /// Wanda: |W| times the input-channel norm.
     Wanda(PruneStep),
+    /// Magnitude pruning (baseline).
     Magnitude(PruneStep),
+    /// Basis Sharing: one basis per group of layers (docs/basis-sharing.md).
     BasisSharing(BasisSharingStep),
+    /// Basis Selection: keep the singular bases the calibration text uses (docs/basis-select.md).
     BasisSelect(BasisSelectStep),
+    /// LSAQ: per-layer precision from a byte budget (docs/lsaq.md).
     Lsaq(LsaqStep),
 }
 
@@ -582,20 +607,25 @@ pub struct Pipeline {
 pub struct PipelineProgress<'a> {
     /// `walk`, `basis-sharing`, `basis-select`, `importance` or `quantize`.
     pub stage: &'a str,
+    /// Units (layers or groups) done in this stage.
     pub done: usize,
+    /// Units in this stage.
     pub total: usize,
 }
 
 /// Time spent in one stage.
 #[derive(Clone, Debug, Serialize)]
 pub struct StageTiming {
+    /// The stage's name.
     pub stage: String,
+    /// Wall-clock seconds.
     pub seconds: f64,
 }
 
 /// What a pipeline run produced.
 #[derive(Clone, Debug, Serialize)]
 pub struct PipelineReport {
+    /// The recipe's label.
     pub label: String,
     /// Decoder-linear parameters of the checkpoint.
     pub linear_params_before: usize,
@@ -604,9 +634,11 @@ pub struct PipelineReport {
     pub linear_params_after: usize,
     /// Bytes of the decoder linears as stored in memory after every step.
     pub linear_bytes_after: usize,
+    /// Time per stage.
     pub stages: Vec<StageTiming>,
     /// The LSAQ allocation, when the recipe quantizes.
     pub lsaq: Option<LsaqReport>,
+    /// Wall-clock seconds of the whole run.
     pub wall_s: f64,
 }
 

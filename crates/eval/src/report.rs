@@ -15,7 +15,9 @@ pub struct RunResult {
     pub bytes: u64,
     /// Decoder-linear parameters stored (a shared basis once, kept values of sparse layers).
     pub linear_params: usize,
+    /// Perplexity.
     pub ppl: f64,
+    /// Tokens per second of the evaluation.
     pub tokens_per_s: f64,
     /// Seconds the compression took, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,11 +29,15 @@ pub struct RunResult {
 /// A set of runs evaluated with one protocol.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The original model's path.
     pub model: String,
     /// The evaluation text (`wikitext2`, `gsm8k`, a file).
     pub data: String,
+    /// Evaluation windows.
     pub windows: usize,
+    /// Tokens per window.
     pub seq_len: usize,
+    /// The dense run and the compressed ones.
     pub runs: Vec<RunResult>,
 }
 
