@@ -46,6 +46,7 @@
 //! assert_eq!(linear.rank(), Some(kept[0].len()));
 //! # Ok::<(), llm_compress_core::CoreError>(())
 //! ```
+#![warn(missing_docs)]
 
 pub mod bases;
 pub mod select;

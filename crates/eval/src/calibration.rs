@@ -107,7 +107,12 @@ pub struct LayerCalibration {
 #[derive(Clone, Copy, Debug)]
 pub enum WalkEvent {
     /// Layer `layer` of `layers` has been compressed and propagated.
-    LayerDone { layer: usize, layers: usize },
+    LayerDone {
+        /// Index of the finished layer (0-based).
+        layer: usize,
+        /// Number of decoder layers in the walk.
+        layers: usize,
+    },
 }
 
 struct StatsObserver {

@@ -13,6 +13,7 @@
 //! println!("ppl {:.3} over {} tokens", r.ppl, r.predicted_tokens);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![warn(missing_docs)]
 
 pub mod calibration;
 mod data;

@@ -21,20 +21,30 @@ pub trait LayerObserver {
 /// One decoder layer.
 #[derive(Clone, Debug)]
 pub struct DecoderLayer {
+    /// RMSNorm weight before attention (`input_layernorm`, `hidden` values).
     pub attn_norm: Vec<f32>,
+    /// RMSNorm weight before the MLP (`post_attention_layernorm`, `hidden` values).
     pub mlp_norm: Vec<f32>,
+    /// Query projection, `heads·head_dim × hidden`.
     pub q: Linear,
+    /// Key projection, `kv_heads·head_dim × hidden`.
     pub k: Linear,
+    /// Value projection, `kv_heads·head_dim × hidden`.
     pub v: Linear,
+    /// Attention output projection, `hidden × heads·head_dim`.
     pub o: Linear,
+    /// MLP gate projection, `intermediate × hidden` (through SiLU).
     pub gate: Linear,
+    /// MLP up projection, `intermediate × hidden`.
     pub up: Linear,
+    /// MLP down projection, `hidden × intermediate`.
     pub down: Linear,
     /// q/k/v biases (Qwen2), `None` elsewhere.
     pub qkv_bias: Option<[Vec<f32>; 3]>,
 }
 
 impl DecoderLayer {
+    /// The linear of kind `kind`.
     pub fn linear(&self, kind: LinearKind) -> &Linear {
         match kind {
             LinearKind::Q => &self.q,
@@ -47,6 +57,7 @@ impl DecoderLayer {
         }
     }
 
+    /// The linear of kind `kind`, mutably (a compression step replaces it in place).
     pub fn linear_mut(&mut self, kind: LinearKind) -> &mut Linear {
         match kind {
             LinearKind::Q => &mut self.q,
@@ -223,6 +234,8 @@ pub struct Rope {
 }
 
 impl Rope {
+    /// Precompute the cos/sin tables for positions `0..max_pos` with base `theta`
+    /// (`rope_theta`). `head_dim` must be even.
     pub fn new(head_dim: usize, theta: f64, max_pos: usize) -> Self {
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity(max_pos * half);
@@ -239,6 +252,7 @@ impl Rope {
         Self { head_dim, cos, sin }
     }
 
+    /// Number of positions the table covers (the longest window [`Rope::apply`] accepts).
     pub fn max_positions(&self) -> usize {
         self.cos.len() / (self.head_dim / 2)
     }
@@ -333,13 +347,17 @@ pub fn causal_attention(
 /// A whole model: embedding, decoder layers, final norm, head.
 #[derive(Clone, Debug)]
 pub struct Model {
+    /// Architecture of the model (sizes, norms, RoPE, tied head).
     pub config: ModelConfig,
     /// `vocab × hidden`.
     pub embed: Mat<f32>,
+    /// The decoder layers, in order (empty after [`Model::load_without_layers`]).
     pub layers: Vec<DecoderLayer>,
+    /// Final RMSNorm weight (`hidden` values).
     pub norm: Vec<f32>,
     /// `vocab × hidden`; `None` when tied to `embed`.
     pub lm_head: Option<Mat<f32>>,
+    /// RoPE table for up to `max_position_embeddings` positions.
     pub rope: Rope,
 }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 /// Options of a perplexity run.
 #[derive(Clone, Debug)]
 pub struct PerplexityOptions {
+    /// Tokens per window (default 2048); each window predicts `seq_len − 1` tokens.
     pub seq_len: usize,
     /// Evaluate only the first `n` windows ("wt2-20w" is 20).
     pub max_windows: Option<usize>,
@@ -26,11 +27,17 @@ impl Default for PerplexityOptions {
 /// Result of a perplexity run.
 #[derive(Clone, Debug, Serialize)]
 pub struct PerplexityReport {
+    /// Perplexity, `exp(nll_sum / predicted_tokens)`.
     pub ppl: f64,
+    /// Sum of the negative log-likelihoods (natural log) of all predicted tokens.
     pub nll_sum: f64,
+    /// Number of windows evaluated.
     pub windows: usize,
+    /// Number of predicted tokens (`windows × (seq_len − 1)`).
     pub predicted_tokens: usize,
+    /// Tokens per window.
     pub seq_len: usize,
+    /// Wall time of the run in seconds.
     pub wall_s: f64,
     /// Tokens run through the model per second (all window tokens, not only predicted ones).
     pub tokens_per_s: f64,

@@ -45,6 +45,7 @@
 //! assert_eq!(out[0].shape(), (d_out, d_in));
 //! # Ok::<(), llm_compress_core::CoreError>(())
 //! ```
+#![warn(missing_docs)]
 
 mod factorize;
 mod groups;

@@ -64,6 +64,8 @@ pub struct SvdLlm {
 }
 
 impl SvdLlm {
+    /// SVD-LLM removing `ratio` of each matrix's parameters. The ratio is checked (`[0, 1)`)
+    /// when a rank is computed, so [`SvdLlm::rank`] and `compress` return the error.
     pub fn new(ratio: f64) -> Self {
         Self { ratio }
     }
@@ -138,6 +140,8 @@ pub struct PlainSvd {
 }
 
 impl PlainSvd {
+    /// Plain SVD removing `ratio` of each matrix's parameters. The ratio is checked (`[0, 1)`)
+    /// when a rank is computed, so [`PlainSvd::rank`] and `compress` return the error.
     pub fn new(ratio: f64) -> Self {
         Self { ratio }
     }

@@ -49,6 +49,7 @@
 //! assert_eq!((y.nrows(), y.ncols()), (d_out, tokens));
 //! # Ok::<(), llm_compress_core::CoreError>(())
 //! ```
+#![warn(missing_docs)]
 
 pub mod cholesky;
 pub mod compressors;
