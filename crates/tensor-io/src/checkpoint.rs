@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 /// A dense f32 tensor in row-major order, outermost dimension first.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
+    /// Dimensions, outermost first (a weight is `[d_out, d_in]`).
     pub shape: Vec<usize>,
+    /// The values in row-major order (`shape.iter().product()` of them).
     pub data: Vec<f32>,
 }
 
@@ -37,8 +39,11 @@ impl Tensor {
 /// What a tensor is stored as, for `inspect`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredTensor {
+    /// Hugging Face name (e.g. `model.layers.0.self_attn.q_proj.weight`).
     pub name: String,
+    /// Dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// Stored element type as the file names it (`F32`, `BF16`, a GGML type such as `Q4_1`).
     pub dtype: String,
 }
 
@@ -53,8 +58,12 @@ enum Source {
 
 /// A model checkpoint opened lazily.
 pub struct Checkpoint {
+    /// The `.gguf` file, or the directory holding `config.json` and the safetensors file(s).
     pub path: PathBuf,
+    /// The architecture, from `config.json` or the GGUF metadata.
     pub config: ModelConfig,
+    /// The tokenizer (`tokenizer.json` or the GGUF vocabulary), `None` when the checkpoint has
+    /// none; see [`Checkpoint::require_tokenizer`].
     pub tokenizer: Option<Tokenizer>,
     /// Present when the checkpoint is a compact output folder of this project.
     pub manifest: Option<Manifest>,

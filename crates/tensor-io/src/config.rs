@@ -9,7 +9,9 @@ use std::path::Path;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Architecture {
+    /// Llama (`LlamaForCausalLM`; SmolLM2 is one).
     Llama,
+    /// Mistral (`MistralForCausalLM`), run by the same decoder as Llama.
     Mistral,
     /// Qwen2: q/k/v projections carry biases.
     Qwen2,
@@ -46,22 +48,35 @@ pub const MAX_HEADS: usize = 4096;
 /// Hyper-parameters of a Llama-family decoder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
+    /// Model family (HF `model_type`).
     pub architecture: Architecture,
+    /// Number of token ids (rows of the embedding and of the head).
     pub vocab_size: usize,
+    /// Width of the residual stream.
     pub hidden_size: usize,
+    /// Width of the MLP hidden layer (rows of gate/up, columns of down).
     pub intermediate_size: usize,
+    /// Number of decoder layers (HF `num_hidden_layers`).
     pub num_layers: usize,
+    /// Number of query heads (HF `num_attention_heads`).
     pub num_heads: usize,
+    /// Number of key/value heads (HF `num_key_value_heads`; fewer than `num_heads` under GQA).
     pub num_kv_heads: usize,
+    /// Width of one attention head (`hidden_size / num_heads` when the config omits it).
     pub head_dim: usize,
+    /// The `eps` of every RMSNorm.
     pub rms_norm_eps: f64,
+    /// RoPE base frequency θ (10,000 when the config omits it).
     pub rope_theta: f64,
+    /// Longest sequence the RoPE table covers (2048 when the config omits it).
     pub max_position_embeddings: usize,
     /// The LM head is the embedding matrix.
     pub tie_word_embeddings: bool,
     /// q/k/v carry biases (Qwen2).
     pub attention_bias: bool,
+    /// Beginning-of-sequence token id, if the config names one.
     pub bos_token_id: Option<u32>,
+    /// End-of-sequence token id, if the config names one (the first of a list).
     pub eos_token_id: Option<u32>,
 }
 

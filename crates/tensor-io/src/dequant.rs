@@ -39,37 +39,78 @@ pub const QK_K: usize = 256;
 #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GgmlType {
+    /// 32-bit float (id 0, 4 bytes per element).
     F32,
+    /// IEEE half-precision float (id 1, 2 bytes per element).
     F16,
+    /// 4-bit, one f16 scale per block (id 2, 32 elements in 18 bytes per block).
     Q4_0,
+    /// 4-bit, an f16 scale and minimum per block (id 3, 32 elements in 20 bytes per block).
     Q4_1,
+    /// 5-bit, one f16 scale per block (id 6, 32 elements in 22 bytes per block).
     Q5_0,
+    /// 5-bit, an f16 scale and minimum per block (id 7, 32 elements in 24 bytes per block).
     Q5_1,
+    /// 8-bit, one f16 scale per block (id 8, 32 elements in 34 bytes per block).
     Q8_0,
+    /// 8-bit with block sums (ggml's matmul intermediate; id 9, 32 elements in 36 bytes per block;
+    /// listed, not dequantized).
     Q8_1,
+    /// 2-bit K-quant (id 10, 256 elements in 84 bytes per block; listed, not dequantized).
     Q2_K,
+    /// 3-bit K-quant (id 11, 256 elements in 110 bytes per block; listed, not dequantized).
     Q3_K,
+    /// 4-bit K-quant (6-bit sub-block scales and mins; id 12, 256 elements in 144 bytes per
+    /// block).
     Q4_K,
+    /// 5-bit K-quant (6-bit sub-block scales and mins; id 13, 256 elements in 176 bytes per
+    /// block).
     Q5_K,
+    /// 6-bit K-quant (8-bit sub-block scales; id 14, 256 elements in 210 bytes per block).
     Q6_K,
+    /// 8-bit K-quant (ggml's matmul intermediate; id 15, 256 elements in 292 bytes per block;
+    /// listed, not dequantized).
     Q8_K,
+    /// 2.06-bit i-quant (id 16, 256 elements in 66 bytes per block; listed, not dequantized).
     IQ2_XXS,
+    /// 2.31-bit i-quant (id 17, 256 elements in 74 bytes per block; listed, not dequantized).
     IQ2_XS,
+    /// 3.06-bit i-quant (id 18, 256 elements in 98 bytes per block; listed, not dequantized).
     IQ3_XXS,
+    /// 1.56-bit i-quant (id 19, 256 elements in 50 bytes per block; listed, not dequantized).
     IQ1_S,
+    /// 4-bit non-linear i-quant (id 20, 32 elements in 18 bytes per block; listed, not
+    /// dequantized).
     IQ4_NL,
+    /// 3.44-bit i-quant (id 21, 256 elements in 110 bytes per block; listed, not dequantized).
     IQ3_S,
+    /// 2.56-bit i-quant (id 22, 256 elements in 82 bytes per block; listed, not dequantized).
     IQ2_S,
+    /// 4.25-bit non-linear i-quant (id 23, 256 elements in 136 bytes per block; listed, not
+    /// dequantized).
     IQ4_XS,
+    /// 8-bit integer (id 24, 1 byte per element; listed, not dequantized).
     I8,
+    /// 16-bit integer (id 25, 2 bytes per element; listed, not dequantized).
     I16,
+    /// 32-bit integer (id 26, 4 bytes per element; listed, not dequantized).
     I32,
+    /// 64-bit integer (id 27, 8 bytes per element; listed, not dequantized).
     I64,
+    /// 64-bit float (id 28, 8 bytes per element; listed, not dequantized).
     F64,
+    /// 1.75-bit i-quant (id 29, 256 elements in 56 bytes per block; listed, not dequantized).
     IQ1_M,
+    /// bfloat16 (upper 16 bits of an f32; id 30, 2 bytes per element).
     BF16,
+    /// Ternary quant (1.69 bits; id 34, 256 elements in 54 bytes per block; listed, not
+    /// dequantized).
     TQ1_0,
+    /// Ternary quant (2.06 bits; id 35, 256 elements in 66 bytes per block; listed, not
+    /// dequantized).
     TQ2_0,
+    /// 4-bit microscaling float (MXFP4; id 39, 32 elements in 17 bytes per block; listed, not
+    /// dequantized).
     MXFP4,
 }
 

@@ -74,18 +74,31 @@ const MIN_TENSOR_INFO_BYTES: usize = 8 + 4 + 4 + 8;
 /// The type tag of a GGUF metadata value (`enum gguf_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MetadataType {
+    /// Unsigned 8-bit integer.
     U8 = 0,
+    /// Signed 8-bit integer.
     I8 = 1,
+    /// Unsigned 16-bit integer.
     U16 = 2,
+    /// Signed 16-bit integer.
     I16 = 3,
+    /// Unsigned 32-bit integer.
     U32 = 4,
+    /// Signed 32-bit integer.
     I32 = 5,
+    /// 32-bit float.
     F32 = 6,
+    /// Boolean (one byte, 0 or 1).
     Bool = 7,
+    /// UTF-8 string (u64 length, then bytes).
     String = 8,
+    /// Array (element type, u64 count, then the elements).
     Array = 9,
+    /// Unsigned 64-bit integer.
     U64 = 10,
+    /// Signed 64-bit integer.
     I64 = 11,
+    /// 64-bit float.
     F64 = 12,
 }
 
@@ -133,18 +146,31 @@ impl MetadataType {
 /// its own element type); the elements of one array all have the same type.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MetadataValue {
+    /// A value of type `u8`.
     U8(u8),
+    /// A value of type `i8`.
     I8(i8),
+    /// A value of type `u16`.
     U16(u16),
+    /// A value of type `i16`.
     I16(i16),
+    /// A value of type `u32`.
     U32(u32),
+    /// A value of type `i32`.
     I32(i32),
+    /// A value of type `f32`.
     F32(f32),
+    /// A boolean.
     Bool(bool),
+    /// A UTF-8 string.
     String(String),
+    /// An array; every element has the same type (arrays may nest).
     Array(Vec<MetadataValue>),
+    /// A value of type `u64`.
     U64(u64),
+    /// A value of type `i64`.
     I64(i64),
+    /// A value of type `f64`.
     F64(f64),
 }
 
@@ -231,6 +257,7 @@ impl MetadataValue {
         }
     }
 
+    /// The value of a `Bool`, `None` for any other type.
     pub fn as_bool(&self) -> Option<bool> {
         match *self {
             MetadataValue::Bool(b) => Some(b),
@@ -238,6 +265,7 @@ impl MetadataValue {
         }
     }
 
+    /// The value of a `String`, `None` for any other type.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             MetadataValue::String(s) => Some(s),
@@ -245,6 +273,7 @@ impl MetadataValue {
         }
     }
 
+    /// The elements of an `Array`, `None` for any other type.
     pub fn as_array(&self) -> Option<&[MetadataValue]> {
         match self {
             MetadataValue::Array(a) => Some(a),
@@ -327,9 +356,11 @@ impl<T: Into<MetadataValue>> From<Vec<T>> for MetadataValue {
 /// One tensor as described in the file's header.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorInfo {
+    /// Tensor name as stored (GGUF names, e.g. `blk.0.attn_q.weight`).
     pub name: String,
     /// Dimensions as stored: innermost (row length, ggml `ne[0]`) first.
     pub dims: Vec<u64>,
+    /// Encoding of the data (F32, F16, a quantized block type, …).
     pub ggml_type: GgmlType,
     /// Offset of the data from the start of the data section, as stored.
     pub offset: u64,
@@ -1339,6 +1370,7 @@ impl Default for GgufWriter {
 }
 
 impl GgufWriter {
+    /// An empty writer: no metadata, no tensors, the default alignment (32 bytes).
     pub fn new() -> Self {
         GgufWriter {
             metadata: Vec::new(),

@@ -19,16 +19,22 @@ pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 /// Element type of a stored tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
+    /// IEEE 754 single precision.
     F32,
+    /// IEEE 754 half precision (converted to f32 on read).
     F16,
+    /// bfloat16 (converted to f32 on read).
     BF16,
     /// Stored by the compact format for packed indices and integer weights.
     U8,
+    /// Signed bytes (int8 quantized weights of the compact format).
     I8,
+    /// 32-bit signed integers.
     I32,
 }
 
 impl Dtype {
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             Dtype::F32 | Dtype::I32 => 4,
@@ -36,6 +42,7 @@ impl Dtype {
             Dtype::U8 | Dtype::I8 => 1,
         }
     }
+    /// The dtype's name in the safetensors header (`F32`, `BF16`, …).
     pub fn name(self) -> &'static str {
         match self {
             Dtype::F32 => "F32",
@@ -62,14 +69,20 @@ impl Dtype {
 /// Name, dtype, shape and byte range (absolute, within the file) of one tensor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorInfo {
+    /// Tensor name as stored in the header.
     pub name: String,
+    /// Element type.
     pub dtype: Dtype,
+    /// Dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// First byte of the data, from the start of the file.
     pub begin: usize,
+    /// One past the last byte of the data, from the start of the file.
     pub end: usize,
 }
 
 impl TensorInfo {
+    /// Number of elements (the product of `shape`; 1 for a scalar).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
@@ -116,6 +129,7 @@ impl SafetensorsFile {
         })
     }
 
+    /// The path the file was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -130,6 +144,7 @@ impl SafetensorsFile {
         &self.metadata
     }
 
+    /// The info of tensor `name`, or [`IoError::NoTensor`].
     pub fn info(&self, name: &str) -> Result<&TensorInfo, IoError> {
         self.tensors.get(name).ok_or_else(|| IoError::NoTensor {
             path: self.path.clone(),
@@ -298,8 +313,11 @@ fn parse_header(map: &[u8], path: &Path) -> Result<Header, IoError> {
 
 /// One tensor to write: raw little-endian bytes with dtype and shape.
 pub struct TensorData<'a> {
+    /// Element type of `bytes`.
     pub dtype: Dtype,
+    /// Dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// Little-endian data, row-major (`numel × dtype.size()` bytes).
     pub bytes: std::borrow::Cow<'a, [u8]>,
 }
 
@@ -329,8 +347,11 @@ impl<'a> TensorData<'a> {
 /// Name, dtype and shape of one tensor to be written by [`write_safetensors_with`].
 #[derive(Clone, Debug)]
 pub struct TensorHeader {
+    /// Tensor name to store.
     pub name: String,
+    /// Element type.
     pub dtype: Dtype,
+    /// Dimensions, outermost first.
     pub shape: Vec<usize>,
 }
 
