@@ -75,7 +75,9 @@ pub enum Allocation {
 pub struct BasisSelectOptions {
     /// Fraction of decoder-linear parameters removed.
     pub ratio: f64,
+    /// Which bases each weight is written in (default plain).
     pub bases: BasisFamily,
+    /// How the kept ranks are chosen (default global).
     pub allocation: Allocation,
     /// Residual bases per matrix (whitened SVD of `W − W_keep`), paid out of the budget.
     pub residual_rank: usize,
@@ -84,7 +86,9 @@ pub struct BasisSelectOptions {
     /// Where the statistics of the compressing walk come from (per-matrix scores, whitening,
     /// residuals, refit). The global scores always come from the original model.
     pub stats_from: StatsFrom,
+    /// Number, length and seed of the calibration windows (default 16 × 2048, seed 3).
     pub calibration: CalibrationConfig,
+    /// Text the calibration windows are drawn from.
     #[serde(skip)]
     pub calibration_text: CalibrationText,
     /// Which linears to compress.
@@ -112,23 +116,31 @@ impl BasisSelectOptions {
 /// Pass-1 scores of every compressed matrix (ratio-independent; reusable across ratios).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelScores {
+    /// The bases the scores were computed for; a run with other bases rejects them.
     pub bases: BasisFamily,
     /// A description of the calibration (text, windows, seed), checked when the scores are
     /// reused.
     pub calibration: String,
+    /// The scored linears, in walk order; `ids[i]` is scored by `matrices[i]`.
     pub ids: Vec<LinearId>,
+    /// Shape and per-basis scores of each linear of `ids`.
     pub matrices: Vec<MatrixScores>,
 }
 
 /// What a run produced.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct BasisSelectReport {
+    /// Parameters of all decoder linears before compression.
     pub linear_params_before: usize,
+    /// Parameters of all decoder linears after compression.
     pub linear_params_after: usize,
     /// The parameter budget of the selection (global and per-matrix top-k).
     pub budget_params: usize,
+    /// Pass 1 and the global allocation, in seconds (about 0 for per-matrix runs or reused scores).
     pub score_s: f64,
+    /// Building the factors (pass 2, or the single per-matrix walk), in seconds.
     pub compress_s: f64,
+    /// Wall time of the whole run in seconds.
     pub wall_s: f64,
     /// `(linear, rank)` for every compressed linear.
     pub ranks: Vec<(String, usize)>,

@@ -56,7 +56,9 @@ pub struct BasisSharingOptions {
     pub update: bool,
     /// Statistics from the compressed prefix (group-sequential, default) or the original model.
     pub stats_from: StatsFrom,
+    /// Number, length and seed of the calibration windows (default 16 × 2048, seed 3).
     pub calibration: CalibrationConfig,
+    /// Text the calibration windows are drawn from (default WikiText-2 train).
     #[serde(skip)]
     pub calibration_text: CalibrationText,
 }
@@ -81,14 +83,17 @@ impl BasisSharingOptions {
 /// What a run did and where its time went.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct BasisSharingReport {
+    /// Parameters of all decoder linears before compression.
     pub linear_params_before: usize,
     /// Each shared basis counted once.
     pub linear_params_after: usize,
+    /// Tokenizing and sampling the calibration text and loading the embedding/head, in seconds.
     pub prepare_s: f64,
     /// Forward passes, Gram accumulation included.
     pub walk_s: f64,
     /// Cholesky factorisations, SVDs (and the update).
     pub factorize_s: f64,
+    /// Wall time of the whole run in seconds.
     pub wall_s: f64,
     /// The layer ranges of the groups.
     pub groups: Vec<Range<usize>>,
@@ -99,7 +104,13 @@ pub struct BasisSharingReport {
 /// Progress of a run: groups done out of groups.
 #[derive(Clone, Copy, Debug)]
 pub enum Progress {
-    Group { done: usize, total: usize },
+    /// `done` of `total` layer groups are factored.
+    Group {
+        /// Groups finished so far (1-based count).
+        done: usize,
+        /// Number of layer groups.
+        total: usize,
+    },
 }
 
 /// Statistics of one layer's four distinct inputs.

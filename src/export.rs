@@ -14,7 +14,10 @@ use std::path::Path;
 
 /// A compressed model held in memory: the base's embedding/norm/head and the decoder layers.
 pub struct OutputLayers {
+    /// The original model's embedding, final norm, head and RoPE table, as
+    /// [`Model::load_without_layers`] returns them (its own `layers` are not used).
     pub base: Model,
+    /// The compressed decoder layers, in order.
     pub layers: Vec<DecoderLayer>,
 }
 

@@ -38,6 +38,7 @@ pub enum LowRankMethod {
 }
 
 impl LowRankMethod {
+    /// The method named `s` on the command line (`svd-llm`, `svd`, `asvd`), `None` otherwise.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "svd-llm" => Some(Self::SvdLlm),
@@ -46,6 +47,7 @@ impl LowRankMethod {
             _ => None,
         }
     }
+    /// The command-line name of the method (the inverse of [`LowRankMethod::parse`]).
     pub fn name(self) -> &'static str {
         match self {
             Self::SvdLlm => "svd-llm",
@@ -84,6 +86,7 @@ impl CalibrationText {
 /// Options of a low-rank compression run.
 #[derive(Clone, Debug, Serialize)]
 pub struct LowRankOptions {
+    /// Which low-rank method factors each linear.
     pub method: LowRankMethod,
     /// Fraction of decoder-linear parameters removed.
     pub ratio: f64,
@@ -95,7 +98,9 @@ pub struct LowRankOptions {
     /// half the walk time). Measured on SmolLM2 at ratio 0.2 (wt2-20w, 16 x 2048 windows,
     /// seed 3): 59.0 sequential against 63.1 one-pass; see docs/svd-llm.md.
     pub whiten_from: StatsFrom,
+    /// Number, length and seed of the calibration windows (default 16 × 2048, seed 3).
     pub calibration: CalibrationConfig,
+    /// Text the calibration windows are drawn from (default WikiText-2 train).
     #[serde(skip)]
     pub calibration_text: CalibrationText,
     /// Which linears to compress (default: all seven kinds).
@@ -103,6 +108,9 @@ pub struct LowRankOptions {
 }
 
 impl LowRankOptions {
+    /// Options for `method` at `ratio` with the defaults: no update, whitening from the
+    /// compressed prefix, 16 × 2048 windows of WikiText-2 train (seed 3), all seven linear
+    /// kinds. The ratio is checked by [`compress_low_rank`].
     pub fn new(method: LowRankMethod, ratio: f64) -> Self {
         Self {
             method,
@@ -119,7 +127,9 @@ impl LowRankOptions {
 /// Where the time of a run went, and what came out.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LowRankReport {
+    /// Parameters of all decoder linears before compression.
     pub linear_params_before: usize,
+    /// Parameters of all decoder linears after compression (linears left dense included).
     pub linear_params_after: usize,
     /// Tokenizing and sampling the calibration text.
     pub prepare_s: f64,
@@ -127,6 +137,7 @@ pub struct LowRankReport {
     pub walk_s: f64,
     /// Cholesky, SVD, factor products (and the update).
     pub factorize_s: f64,
+    /// Wall time of the whole run in seconds.
     pub wall_s: f64,
     /// `(linear, rank)` for every compressed linear.
     pub ranks: Vec<(String, usize)>,
@@ -135,7 +146,13 @@ pub struct LowRankReport {
 /// Progress of a compression run, for a caller-owned display.
 #[derive(Clone, Copy, Debug)]
 pub enum Progress {
-    Layer { done: usize, total: usize },
+    /// `done` of `total` decoder layers are compressed.
+    Layer {
+        /// Layers finished so far (1-based count).
+        done: usize,
+        /// Number of decoder layers.
+        total: usize,
+    },
 }
 
 /// Compress every decoder layer of `ckpt`; returns the layers and a report.
