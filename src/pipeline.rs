@@ -85,6 +85,7 @@ pub struct Recipe {
     /// A label for reports (default: the step names joined with `+`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The calibration every step uses.
     #[serde(default)]
     pub calibration: CalibrationSpec,
     /// The steps, in order (`[[step]]` tables in TOML).
@@ -300,6 +301,7 @@ pub struct BasisSelectStep {
 pub struct LsaqStep {
     /// Byte budget of the tensor file: `120MB`, `110MiB`, `123456`.
     pub budget: String,
+    /// Precisions a layer may get, e.g. `f16,int8,int4`.
     #[serde(default = "default_ladder")]
     pub ladder: String,
     /// int4 scale group (32, 64, 128; per output channel when absent).
