@@ -318,11 +318,11 @@ pub struct CompressArgs {
 }
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
-    if a.method == "basis-select" {
-        return crate::basis_select::compress(ui, a);
-    }
     if a.method == "lsaq" || a.then_lsaq {
         return crate::lsaq::compress(ui, a);
+    }
+    if a.method == "basis-select" {
+        return crate::basis_select::compress(ui, a);
     }
     use llm_compress::lowrank::{compress_low_rank, LowRankMethod, LowRankOptions, Progress};
     if let Some(m) = llm_compress_glu_sparsity::PruneMethod::parse(&a.method) {
