@@ -6,7 +6,7 @@ use llm_compress_core::{Linear, LinearId, LinearKind, Mat};
 use llm_compress_eval::{DecoderLayer, EvalError, Model};
 use llm_compress_tensor_io::compact::{
     self, linear_to_tensors, write_json_atomic, write_tensor_sources, BaseModel, Manifest,
-    TensorSource, FORMAT_VERSION,
+    TensorSource,
 };
 use llm_compress_tensor_io::{Checkpoint, IoError};
 use std::collections::BTreeMap;
@@ -148,7 +148,8 @@ pub fn write_compact_with(
         linears.insert(id.to_string(), repr);
     }
     let manifest = Manifest {
-        format_version: FORMAT_VERSION,
+        // The lowest version that reads these representations (2 only for quantized sparse).
+        format_version: compact::required_version(linears.values()),
         producer: format!("llm-compress {}", env!("CARGO_PKG_VERSION")),
         base_model: BaseModel {
             path: ckpt.path.display().to_string(),

@@ -11,23 +11,29 @@
 //! time, like the walk, plus the top-k sets of the sampled positions of the previous layer's
 //! output; it never stores the hidden states of all layers.
 //!
-//! Composition: [`quantize_to_budget`] takes already compressed layers (e.g. SVD-LLM's low-rank
-//! factors) and quantizes their factors; its importance is measured on those layers.
+//! Composition: [`quantize_to_budget`] takes already compressed layers and quantizes what they
+//! store: the factors of low-rank layers (SVD-LLM), the kept values of sparse ones (DaSS, Wanda,
+//! magnitude; the mask is kept), the coefficients and shared bases of Basis Sharing (each
+//! basis once, at the highest precision among the layers reading it, and still one buffer
+//! afterwards). Importance is measured on those layers; the byte costs count each basis once.
 
 use crate::export::OutputLayers;
 use crate::lowrank::CalibrationText;
-use llm_compress_core::{Linear, LinearKind, Mat, QuantFormat, StatsRequest};
+use llm_compress_core::{Linear, LinearId, LinearKind, Mat, QuantFormat, StatsRequest};
 use llm_compress_eval::{
     calibration_windows, walk_layers, CalibrationConfig, DecoderLayer, EvalError, Model, StatsFrom,
     TextSource, WalkEvent,
 };
 use llm_compress_layer_quant::{
-    allocate, quantize, quantized_bytes, ranking, Allocation, ImportanceAccumulator,
-    LayerImportance, LogitLens, QuantScheme, Quantizer, RankingKind,
+    allocate_model, basis_key, collect_shared_bases, quantize_with_bases, quantized_bytes, ranking,
+    Allocation, CostModel, ImportanceAccumulator, LayerImportance, LogitLens, QuantScheme,
+    QuantizedBases, Quantizer, RankingKind, SharedCost,
 };
 use llm_compress_tensor_io::Checkpoint;
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Options of an LSAQ run.
@@ -273,31 +279,106 @@ pub fn layer_fixed_bytes(l: usize, layer: &DecoderLayer) -> usize {
 }
 
 /// Header estimate of the tensors a linear is stored as once quantized (`qweight` and
-/// `scales` per matrix; an f16 matrix has no scales, counted anyway: at most ~130 bytes over).
+/// `scales` per matrix; `qvalues`, `scales` and `mask` for a sparse one; an f16 matrix has no
+/// scales, counted anyway: at most ~130 bytes over). A shared linear's basis is not included
+/// (it is stored once, see [`basis_header_bytes`]).
 fn linear_header_bytes(prefix: &str, lin: &Linear) -> usize {
     match lin {
         Linear::LowRank { first, second } => {
             linear_header_bytes(&format!("{prefix}.first"), first)
                 + linear_header_bytes(&format!("{prefix}.second"), second)
         }
+        Linear::Shared { coeff, .. } => linear_header_bytes(&format!("{prefix}.coeff"), coeff),
+        Linear::Sparse(_) | Linear::QuantizedSparse(_) => {
+            header_bytes(&format!("{prefix}.qvalues"))
+                + header_bytes(&format!("{prefix}.scales"))
+                + header_bytes(&format!("{prefix}.mask"))
+        }
         _ => header_bytes(&format!("{prefix}.qweight")) + header_bytes(&format!("{prefix}.scales")),
     }
 }
 
-/// Byte cost of each layer at each ladder level.
+/// Header estimate of a shared basis read by `readers` (in layer order), stored once under the
+/// name the writer gives it (`model.shared_bases.layers.{first}-{last}.{kind}`).
+fn basis_header_bytes(readers: &[LinearId], basis: &Linear) -> usize {
+    let (Some(first), Some(last)) = (readers.first(), readers.last()) else {
+        return 0;
+    };
+    let name = format!(
+        "model.shared_bases.layers.{}-{}.{}",
+        first.layer,
+        last.layer,
+        first.kind.short()
+    );
+    linear_header_bytes(&name, basis)
+}
+
+/// Byte cost of each layer at each ladder level: its own linears (a shared linear's
+/// coefficient only).
 fn layer_costs(layer: &DecoderLayer, opts: &LsaqOptions) -> Result<Vec<usize>, EvalError> {
-    let linears: Vec<&Linear> = LinearKind::ALL.iter().map(|&k| layer.linear(k)).collect();
     opts.ladder
         .iter()
         .map(|&f| {
             let scheme = opts.scheme(f);
             let mut b = 0;
-            for lin in &linears {
-                b += quantized_bytes(lin, &scheme)?;
+            for k in LinearKind::ALL {
+                b += quantized_bytes(layer.linear(k), &scheme)?;
             }
             Ok(b)
         })
         .collect()
+}
+
+/// The distinct shared bases of `layers` (by buffer identity): the basis and its readers, in
+/// layer order.
+fn shared_bases(layers: &[DecoderLayer]) -> Vec<(Arc<Linear>, Vec<LinearId>)> {
+    let mut by_key: BTreeMap<usize, (Arc<Linear>, Vec<LinearId>)> = BTreeMap::new();
+    for (l, layer) in layers.iter().enumerate() {
+        for kind in LinearKind::ALL {
+            let mut found = Vec::new();
+            collect_shared_bases(layer.linear(kind), &mut found);
+            for b in found {
+                let e = by_key
+                    .entry(basis_key(&b))
+                    .or_insert_with(|| (b.clone(), Vec::new()));
+                let id = LinearId { layer: l, kind };
+                if !e.1.contains(&id) {
+                    e.1.push(id);
+                }
+            }
+        }
+    }
+    by_key.into_values().collect()
+}
+
+/// The byte model of `layers` under `opts`: per-layer costs, each shared basis once at the
+/// highest level of its readers, and the fixed part (`base_fixed` plus norms, biases and the
+/// header estimate).
+pub fn cost_model(
+    layers: &[DecoderLayer],
+    base_fixed: usize,
+    opts: &LsaqOptions,
+) -> Result<CostModel, EvalError> {
+    let mut model = CostModel {
+        fixed: base_fixed,
+        ..Default::default()
+    };
+    for (l, layer) in layers.iter().enumerate() {
+        model.layers.push(layer_costs(layer, opts)?);
+        model.fixed += layer_fixed_bytes(l, layer);
+    }
+    for (basis, readers) in shared_bases(layers) {
+        model.fixed += basis_header_bytes(&readers, &basis);
+        let bytes = opts
+            .ladder
+            .iter()
+            .map(|&f| quantized_bytes(&basis, &opts.scheme(f)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut readers: Vec<usize> = readers.iter().map(|id| id.layer).collect();
+        readers.dedup();
+        model.shared.push(SharedCost { readers, bytes });
+    }
+    Ok(model)
 }
 
 /// Quantize `layers` (loaded from `ckpt` when `None`) to the byte budget of `opts`.
@@ -372,28 +453,46 @@ pub fn quantize_to_budget(
     };
     let importance_s = t0.elapsed().as_secs_f64();
     let order = ranking(opts.importance, n_layers, importance.as_ref(), opts.seed)?;
-    // Allocation from exact byte costs.
-    let mut fixed = base_fixed_bytes(&base, opts.f16_embeddings);
-    let mut costs = Vec::with_capacity(n_layers);
-    for l in 0..n_layers {
-        let loaded;
-        let layer = match &layers {
-            Some(ls) => &ls[l],
-            None => {
-                loaded = DecoderLayer::load(ckpt, l)?;
-                &loaded
+    // Allocation from exact byte costs (each shared basis once).
+    let base_fixed = base_fixed_bytes(&base, opts.f16_embeddings);
+    let costs = match &layers {
+        Some(ls) => {
+            if ls.len() != n_layers {
+                return Err(EvalError::Input(format!(
+                    "{} layers given for a model of {n_layers}",
+                    ls.len()
+                )));
             }
-        };
-        costs.push(layer_costs(layer, opts)?);
-        fixed += layer_fixed_bytes(l, layer);
-    }
+            cost_model(ls, base_fixed, opts)?
+        }
+        None => {
+            let mut m = CostModel {
+                fixed: base_fixed,
+                ..Default::default()
+            };
+            for l in 0..n_layers {
+                let layer = DecoderLayer::load(ckpt, l)?;
+                m.layers.push(layer_costs(&layer, opts)?);
+                m.fixed += layer_fixed_bytes(l, &layer);
+            }
+            m
+        }
+    };
+    let fixed = costs.fixed;
     // A budget that cannot be met is bad input (the message names the smallest feasible size).
-    let allocation = allocate(&costs, fixed, opts.budget_bytes, &order)
+    let allocation = allocate_model(&costs, opts.budget_bytes, &order)
         .map_err(|e| EvalError::Input(e.to_string()))?;
     let formats: Vec<QuantFormat> = allocation.levels.iter().map(|&v| opts.ladder[v]).collect();
     tracing::info!(?formats, bytes = allocation.bytes, "allocation");
-    // Quantization pass.
+    // Quantization pass. Shared bases first: each once, at the highest level of its readers.
     let t1 = Instant::now();
+    let bases = match &layers {
+        Some(ls) => QuantizedBases::prepare(ls.iter().enumerate().flat_map(|(l, layer)| {
+            let scheme = opts.scheme(formats[l]);
+            LinearKind::ALL.map(|k| (layer.linear(k), scheme))
+        }))?,
+        None => QuantizedBases::default(),
+    };
     let quantize_layer = |layer: &mut DecoderLayer,
                           format: QuantFormat,
                           grams: Option<&llm_compress_eval::calibration::InputStatsMap>|
@@ -406,7 +505,7 @@ pub fn quantize_to_budget(
                     .and_then(|m| m.get(&k.input()))
                     .and_then(|s| s.gram.as_ref())
                     .map(|g| g.as_ref());
-                Ok((k, quantize(layer.linear(k), &scheme, g)?))
+                Ok((k, quantize_with_bases(layer.linear(k), &scheme, g, &bases)?))
             })
             .collect::<Result<_, _>>()?;
         for (k, q) in done {

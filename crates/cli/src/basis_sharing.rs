@@ -9,13 +9,10 @@ use llm_compress_shared_basis::SharingPlan;
 use llm_compress_tensor_io::Checkpoint;
 use serde_json::json;
 
-/// Run Basis Sharing with the options of `a`, write the result and report (kept parameters
-/// count each shared basis once).
-pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
-    let ckpt = Checkpoint::open(&a.model)?;
+/// The Basis Sharing options of the flags (also used by `--then-lsaq`).
+pub fn options(a: &CompressArgs) -> Result<BasisSharingOptions, EvalError> {
     let mut opts = BasisSharingOptions::new(a.ratio);
-    let group_size = a.group_size.unwrap_or(opts.group_size);
-    opts.group_size = group_size;
+    opts.group_size = a.group_size.unwrap_or(opts.group_size);
     opts.shared =
         SharingPlan::parse_kinds(&a.share).map_err(|e| EvalError::Input(e.to_string()))?;
     opts.update = a.update;
@@ -23,6 +20,15 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
         opts.stats_from = StatsFrom::Original;
     }
     (opts.calibration, opts.calibration_text) = a.calibration();
+    Ok(opts)
+}
+
+/// Run Basis Sharing with the options of `a`, write the result and report (kept parameters
+/// count each shared basis once).
+pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
+    let ckpt = Checkpoint::open(&a.model)?;
+    let opts = options(&a)?;
+    let group_size = opts.group_size;
     let pb = ui.bar(ckpt.config.num_layers.div_ceil(group_size) as u64, "groups");
     let (out, report) =
         compress_basis_sharing(&ckpt, &opts, |Progress::Group { done, .. }| {

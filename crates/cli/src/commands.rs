@@ -315,20 +315,25 @@ pub struct CompressArgs {
     /// LSAQ: keep embeddings in f32 (default f16).
     #[arg(long)]
     pub f32_embeddings: bool,
-    /// After the low-rank method, quantize its factors with LSAQ to --budget (one command).
+    /// After the method (svd-llm, svd, asvd, basis-sharing, dass, wanda, magnitude), quantize
+    /// what it stores with LSAQ to --budget (one command).
     #[arg(long)]
     pub then_lsaq: bool,
+    /// LSAQ: int4 scale group size (32, 64 or 128); overrides --group-size, which after
+    /// `--method basis-sharing --then-lsaq` means layers per group.
+    #[arg(long)]
+    pub quant_group_size: Option<usize>,
 }
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     if let Some(r) = a.recipe.clone() {
         return crate::pipeline::compress(ui, a, &r);
     }
-    if a.method == "basis-select" {
-        return crate::basis_select::compress(ui, a);
-    }
     if a.method == "lsaq" || a.then_lsaq {
         return crate::lsaq::compress(ui, a);
+    }
+    if a.method == "basis-select" {
+        return crate::basis_select::compress(ui, a);
     }
     use llm_compress::lowrank::{compress_low_rank, LowRankMethod, LowRankOptions, Progress};
     if let Some(m) = llm_compress_glu_sparsity::PruneMethod::parse(&a.method) {

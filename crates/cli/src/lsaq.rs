@@ -1,12 +1,17 @@
-//! `compress --method lsaq` and `compress --method svd-llm --then-lsaq`: layer-specific bit
-//! widths from a byte budget (docs/lsaq.md), and the per-layer precision summary of `inspect`.
+//! `compress --method lsaq` and `compress --method M --then-lsaq` (M = svd-llm, svd, asvd,
+//! basis-sharing, dass, wanda, magnitude): layer-specific bit widths from a byte budget
+//! (docs/lsaq.md), and the per-layer precision summary of `inspect`.
 
 use crate::commands::{CliResult, CompressArgs, Ui};
+use llm_compress::basis_sharing::compress_basis_sharing;
+use llm_compress::export::OutputLayers;
 use llm_compress::lowrank::{compress_low_rank, CalibrationText, LowRankMethod, LowRankOptions};
 use llm_compress::quant::{
     method_json, parse_bytes, parse_ladder, quantize_to_budget, LsaqOptions, LsaqProgress,
 };
+use llm_compress::sparsity::compress_sparse;
 use llm_compress_eval::{EvalError, TextSource};
+use llm_compress_glu_sparsity::PruneMethod;
 use llm_compress_layer_quant::{Quantizer, RankingKind};
 use llm_compress_tensor_io::compact::{LinearRepr, Manifest, TENSORS};
 use llm_compress_tensor_io::Checkpoint;
@@ -26,11 +31,20 @@ fn lsaq_options(a: &CompressArgs) -> Result<LsaqOptions, EvalError> {
     })?;
     let mut o = LsaqOptions::new(parse_bytes(budget)?);
     o.ladder = parse_ladder(&a.ladder)?;
-    o.group_size = a.group_size;
-    if let Some(g) = a.group_size {
+    // After basis-sharing, --group-size is its layers per group: the int4 group is
+    // --quant-group-size only.
+    o.group_size = match (
+        a.quant_group_size,
+        a.then_lsaq && a.method == "basis-sharing",
+    ) {
+        (Some(g), _) => Some(g),
+        (None, true) => None,
+        (None, false) => a.group_size,
+    };
+    if let Some(g) = o.group_size {
         if ![32, 64, 128].contains(&g) {
             return Err(EvalError::Input(format!(
-                "--group-size must be 32, 64 or 128, got {g}"
+                "the int4 group size must be 32, 64 or 128, got {g}"
             )));
         }
     }
@@ -49,19 +63,15 @@ fn lsaq_options(a: &CompressArgs) -> Result<LsaqOptions, EvalError> {
     Ok(o)
 }
 
-/// Run LSAQ alone, or after a low-rank method (`--then-lsaq`), and write the result.
-pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
-    let opts = lsaq_options(&a)?;
-    let ckpt = Checkpoint::open(&a.model)?;
+/// The method `--then-lsaq` follows: its compressed layers and its manifest record.
+fn first_stage(
+    ui: &Ui,
+    a: &CompressArgs,
+    ckpt: &Checkpoint,
+    opts: &LsaqOptions,
+) -> Result<(OutputLayers, serde_json::Value), EvalError> {
     let n = ckpt.config.num_layers as u64;
-    let mut low_rank_json = None;
-    let layers = if a.then_lsaq {
-        let method = LowRankMethod::parse(&a.method).ok_or_else(|| {
-            EvalError::Input(format!(
-                "--then-lsaq follows a low-rank method (svd-llm, svd, asvd), not `{}`",
-                a.method
-            ))
-        })?;
+    if let Some(method) = LowRankMethod::parse(&a.method) {
         let mut lo = LowRankOptions::new(method, a.ratio);
         lo.update = a.update;
         if a.whiten_from == "original" {
@@ -70,15 +80,64 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
         lo.calibration = opts.calibration.clone();
         lo.calibration_text = opts.calibration_text.clone();
         let pb = ui.bar(n, method.name());
-        let (out, report) = compress_low_rank(&ckpt, &lo, |p| match p {
+        let (out, report) = compress_low_rank(ckpt, &lo, |p| match p {
             llm_compress::lowrank::Progress::Layer { done, .. } => pb.set_position(done as u64),
         })?;
         pb.finish_and_clear();
-        low_rank_json = Some(json!({
+        let json = json!({
             "name": method.name(), "ratio": a.ratio, "update": a.update,
             "whiten_from": a.whiten_from,
             "linear_params_after": report.linear_params_after,
-        }));
+        });
+        return Ok((out, json));
+    }
+    if a.method == "basis-sharing" {
+        let bo = crate::basis_sharing::options(a)?;
+        let pb = ui.bar(n.div_ceil(bo.group_size.max(1) as u64), "groups");
+        let (out, report) = compress_basis_sharing(ckpt, &bo, |p| match p {
+            llm_compress::basis_sharing::Progress::Group { done, .. } => {
+                pb.set_position(done as u64)
+            }
+        })?;
+        pb.finish_and_clear();
+        let shared: Vec<&str> = bo.shared.iter().map(|k| k.short()).collect();
+        let json = json!({
+            "name": "basis-sharing", "ratio": a.ratio, "group_size": bo.group_size,
+            "shared": shared, "update": a.update, "stats_from": a.whiten_from,
+            "linear_params_after": report.linear_params_after,
+        });
+        return Ok((out, json));
+    }
+    if let Some(method) = PruneMethod::parse(&a.method) {
+        let so = crate::sparsity::sparsity_options(a, method)?;
+        let pb = ui.bar(n, method.name());
+        let (out, report) = compress_sparse(ckpt, &so, |p| match p {
+            llm_compress::lowrank::Progress::Layer { done, .. } => pb.set_position(done as u64),
+        })?;
+        pb.finish_and_clear();
+        let mut json = serde_json::to_value(&so).map_err(|e| EvalError::Input(e.to_string()))?;
+        json["name"] = json!(method.name());
+        json["linear_params_after"] = json!(report.linear_params_after);
+        if let Some(m) = json.as_object_mut() {
+            m.remove("calibration");
+        }
+        return Ok((out, json));
+    }
+    Err(EvalError::Input(format!(
+        "--then-lsaq follows svd-llm, svd, asvd, basis-sharing, dass, wanda or magnitude, not `{}`",
+        a.method
+    )))
+}
+
+/// Run LSAQ alone, or after another method (`--then-lsaq`), and write the result.
+pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
+    let opts = lsaq_options(&a)?;
+    let ckpt = Checkpoint::open(&a.model)?;
+    let n = ckpt.config.num_layers as u64;
+    let mut first_json = None;
+    let layers = if a.then_lsaq {
+        let (out, json) = first_stage(ui, &a, &ckpt, &opts)?;
+        first_json = Some(json);
         Some(out.layers)
     } else {
         None
@@ -95,9 +154,14 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     pb_imp.finish_and_clear();
     pb_q.finish_and_clear();
     let mut method = method_json(&opts, &report);
-    if let Some(lr) = low_rank_json {
-        method = json!({"name": format!("{}+lsaq", lr["name"].as_str().unwrap_or("low-rank")),
-                        "low_rank": lr, "lsaq": method});
+    if let Some(first) = first_json {
+        // `first` records the first method; a low-rank one is also under `low_rank`, the key
+        // of the first compositions (SVD-LLM then LSAQ).
+        let name = format!("{}+lsaq", first["name"].as_str().unwrap_or("first"));
+        method = json!({"name": name, "first": first, "lsaq": method});
+        if LowRankMethod::parse(&a.method).is_some() {
+            method["low_rank"] = method["first"].clone();
+        }
     }
     let calibration = json!({
         "text": a.calib, "windows": a.calib_windows, "seq_len": a.seq_len, "seed": a.seed,
@@ -198,6 +262,9 @@ fn repr_format(r: &LinearRepr) -> String {
             }
         }
         LinearRepr::Sparse { pattern, .. } => format!("sparse {pattern} f32"),
+        LinearRepr::QuantizedSparse {
+            pattern, format, ..
+        } => format!("sparse {pattern} {format}"),
         LinearRepr::Shared { basis, coeff, .. } => {
             format!("shared {}/{}", repr_format(basis), repr_format(coeff))
         }

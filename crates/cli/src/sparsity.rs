@@ -11,30 +11,7 @@ use serde_json::json;
 
 /// Run a pruning method; `method` is already parsed from `--method`.
 pub fn compress_sparse_cmd(ui: &Ui, a: CompressArgs, method: PruneMethod) -> CliResult {
-    let pattern: SparsityPattern = a
-        .pattern
-        .parse()
-        .map_err(|e: llm_compress_core::CoreError| EvalError::Input(e.to_string()))?;
-    let scope = PruneScope::parse(&a.scope).ok_or_else(|| {
-        EvalError::Input(format!(
-            "unknown scope `{}`; expected mlp, attention or all",
-            a.scope
-        ))
-    })?;
-    let mut opts = SparsityOptions::new(method, pattern);
-    if let Some(s) = a.sparsity {
-        opts.sparsity = s;
-    }
-    opts.alpha = a.alpha;
-    opts.scope = scope;
-    opts.calibration.windows = a.calib_windows;
-    opts.calibration.seq_len = a.seq_len;
-    opts.calibration.seed = a.seed;
-    opts.calibration_text = CalibrationText::Source(match a.calib.as_str() {
-        "wikitext2" | "wikitext2-train" => TextSource::WikiText2Train,
-        other => TextSource::File(other.into()),
-    });
-    opts.validate()?;
+    let opts = sparsity_options(&a, method)?;
     let ckpt = Checkpoint::open(&a.model)?;
     let pb = ui.bar(ckpt.config.num_layers as u64, "layers");
     let (out, report) = compress_sparse(&ckpt, &opts, |Progress::Layer { done, .. }| {
@@ -92,4 +69,36 @@ pub fn compress_sparse_cmd(ui: &Ui, a: CompressArgs, method: PruneMethod) -> Cli
         }
     }
     Ok(())
+}
+
+/// The pruning options of the flags (also used by `--then-lsaq`).
+pub fn sparsity_options(
+    a: &CompressArgs,
+    method: PruneMethod,
+) -> Result<SparsityOptions, EvalError> {
+    let pattern: SparsityPattern = a
+        .pattern
+        .parse()
+        .map_err(|e: llm_compress_core::CoreError| EvalError::Input(e.to_string()))?;
+    let scope = PruneScope::parse(&a.scope).ok_or_else(|| {
+        EvalError::Input(format!(
+            "unknown scope `{}`; expected mlp, attention or all",
+            a.scope
+        ))
+    })?;
+    let mut opts = SparsityOptions::new(method, pattern);
+    if let Some(s) = a.sparsity {
+        opts.sparsity = s;
+    }
+    opts.alpha = a.alpha;
+    opts.scope = scope;
+    opts.calibration.windows = a.calib_windows;
+    opts.calibration.seq_len = a.seq_len;
+    opts.calibration.seed = a.seed;
+    opts.calibration_text = CalibrationText::Source(match a.calib.as_str() {
+        "wikitext2" | "wikitext2-train" => TextSource::WikiText2Train,
+        other => TextSource::File(other.into()),
+    });
+    opts.validate()?;
+    Ok(opts)
 }

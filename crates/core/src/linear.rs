@@ -1,6 +1,6 @@
 //! How one weight is stored, and its forward pass.
 
-use crate::{par, CoreError, Mat, MatMut, MatRef, NmSparse, QuantMatrix};
+use crate::{par, CoreError, Mat, MatMut, MatRef, NmSparse, QuantMatrix, QuantSparse};
 use faer::linalg::matmul::matmul;
 use faer::Accum;
 use serde::{Deserialize, Serialize};
@@ -132,6 +132,8 @@ pub enum Linear {
     },
     /// Packed int8 / int4 codes with scales, or f16 values (LSAQ, `quant.rs`).
     Quantized(QuantMatrix),
+    /// A pruned weight whose kept values are quantized (LSAQ after pruning, `quant_sparse.rs`).
+    QuantizedSparse(QuantSparse),
 }
 
 impl Linear {
@@ -143,6 +145,7 @@ impl Linear {
             Linear::Sparse(s) => s.shape(),
             Linear::Shared { basis, coeff } => (coeff.shape().0, basis.shape().1),
             Linear::Quantized(q) => q.shape(),
+            Linear::QuantizedSparse(q) => q.shape(),
         }
     }
 
@@ -166,7 +169,10 @@ impl Linear {
     /// The inner rank of a low-rank linear, `None` for a dense one.
     pub fn rank(&self) -> Option<usize> {
         match self {
-            Linear::Dense(_) | Linear::Sparse(_) | Linear::Quantized(_) => None,
+            Linear::Dense(_)
+            | Linear::Sparse(_)
+            | Linear::Quantized(_)
+            | Linear::QuantizedSparse(_) => None,
             Linear::LowRank { first, .. } => Some(first.shape().0),
             Linear::Shared { basis, .. } => Some(basis.shape().0),
         }
@@ -195,6 +201,7 @@ impl Linear {
                 coeff.forward(z.as_ref(), y);
             }
             Linear::Quantized(q) => q.forward(x, y),
+            Linear::QuantizedSparse(q) => q.forward(x, y),
         }
     }
 
@@ -213,6 +220,7 @@ impl Linear {
             Linear::Sparse(s) => s.nnz(),
             Linear::Shared { coeff, .. } => coeff.param_count(),
             Linear::Quantized(q) => q.shape().0 * q.shape().1,
+            Linear::QuantizedSparse(q) => q.nnz(),
         }
     }
 
@@ -225,6 +233,7 @@ impl Linear {
             Linear::Sparse(s) => s.storage_bytes(),
             Linear::Shared { coeff, .. } => coeff.storage_bytes(),
             Linear::Quantized(q) => q.storage_bytes(),
+            Linear::QuantizedSparse(q) => q.storage_bytes(),
         }
     }
 
@@ -239,6 +248,7 @@ impl Linear {
             Linear::Sparse(s) => s.to_dense(),
             Linear::Shared { basis, coeff } => coeff.apply(basis.to_dense().as_ref()),
             Linear::Quantized(q) => q.to_dense(),
+            Linear::QuantizedSparse(q) => q.to_dense(),
         }
     }
 
@@ -258,6 +268,7 @@ impl Linear {
             Linear::Sparse(s) => format!("sparse({}, {})", s.pattern(), s.axis().name()),
             Linear::Shared { basis, .. } => format!("shared(k={})", basis.shape().0),
             Linear::Quantized(q) => q.describe(),
+            Linear::QuantizedSparse(q) => q.describe(),
         }
     }
 }

@@ -56,7 +56,10 @@ impl Linear {
 /// Every shared basis reachable from `lin` (through nested factors).
 fn collect_bases<'a>(lin: &'a Linear, out: &mut Vec<&'a Arc<Linear>>) {
     match lin {
-        Linear::Dense(_) | Linear::Sparse(_) | Linear::Quantized(_) => {}
+        Linear::Dense(_)
+        | Linear::Sparse(_)
+        | Linear::Quantized(_)
+        | Linear::QuantizedSparse(_) => {}
         Linear::LowRank { first, second } => {
             collect_bases(first, out);
             collect_bases(second, out);

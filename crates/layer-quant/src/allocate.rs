@@ -17,6 +17,13 @@
 //! slightly larger budget (which takes the large one) cannot afford. When all promotions of a
 //! sweep cost the same (every decoder layer of a Llama model has the same shapes) the two rules
 //! give the same allocation.
+//!
+//! **Shared bases** (Basis Sharing then LSAQ): a basis read by several layers is stored once,
+//! at the highest level among its readers ([`mod@crate::quantize`]). Its bytes are then not a sum
+//! over layers: [`CostModel`] holds them apart and [`allocate_model`] prices every promotion as
+//! the change of the whole file's size (promoting a layer whose partner already lifted the
+//! basis costs only its own linears). Each promotion still costs `>= 0`, so the prefix rule
+//! stays monotone.
 
 use llm_compress_core::CoreError;
 use serde::Serialize;
@@ -34,6 +41,43 @@ pub struct Allocation {
     pub max_bytes: usize,
 }
 
+/// The bytes of a model at every allocation: per-layer costs plus shared pieces (bases) stored
+/// once at the highest level among the layers that read them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CostModel {
+    /// Bytes outside everything that depends on the levels.
+    pub fixed: usize,
+    /// `layers[ℓ][v]`: bytes of layer `ℓ`'s own linears at level `v` (levels ascending).
+    pub layers: Vec<Vec<usize>>,
+    /// Pieces stored once for several layers.
+    pub shared: Vec<SharedCost>,
+}
+
+/// A piece (a shared basis) stored once, at the highest level among its `readers`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SharedCost {
+    /// The layers that read it.
+    pub readers: Vec<usize>,
+    /// Its bytes at each level.
+    pub bytes: Vec<usize>,
+}
+
+impl CostModel {
+    /// Bytes of the model with layer `ℓ` at level `levels[ℓ]`.
+    pub fn bytes(&self, levels: &[usize]) -> usize {
+        let own: usize = self.layers.iter().zip(levels).map(|(c, &v)| c[v]).sum();
+        let shared: usize = self
+            .shared
+            .iter()
+            .map(|s| {
+                let v = s.readers.iter().map(|&l| levels[l]).max().unwrap_or(0);
+                s.bytes[v]
+            })
+            .sum();
+        self.fixed + own + shared
+    }
+}
+
 /// Allocate ladder levels. `costs[ℓ][v]` = bytes of layer `ℓ` at level `v` (levels ascending in
 /// precision), `fixed` = bytes outside the decoder linears, `order` = layers from most to least
 /// important (a permutation of `0..costs.len()`).
@@ -43,12 +87,39 @@ pub fn allocate(
     budget: usize,
     order: &[usize],
 ) -> Result<Allocation, CoreError> {
+    let model = CostModel {
+        fixed,
+        layers: costs.to_vec(),
+        shared: Vec::new(),
+    };
+    allocate_model(&model, budget, order)
+}
+
+/// [`allocate`] over a [`CostModel`]: the same promotion sequence (every layer one level up,
+/// most important first, then the next level), applied while the whole model's bytes stay
+/// within `budget`.
+pub fn allocate_model(
+    model: &CostModel,
+    budget: usize,
+    order: &[usize],
+) -> Result<Allocation, CoreError> {
+    let costs = &model.layers;
     let n = costs.len();
     let levels_n = costs.first().map_or(0, Vec::len);
     if levels_n == 0 || costs.iter().any(|c| c.len() != levels_n) {
         return Err(CoreError::Parameter {
             name: "ladder".into(),
             detail: "every layer needs a cost for every ladder level (at least one)".into(),
+        });
+    }
+    if model
+        .shared
+        .iter()
+        .any(|s| s.bytes.len() != levels_n || s.readers.iter().any(|&l| l >= n))
+    {
+        return Err(CoreError::Parameter {
+            name: "ladder".into(),
+            detail: "every shared piece needs a cost per level and readers among the layers".into(),
         });
     }
     let mut seen = vec![false; n];
@@ -62,8 +133,9 @@ pub fn allocate(
             detail: format!("must be a permutation of the {n} layers"),
         });
     }
-    let min_bytes = fixed + costs.iter().map(|c| c[0]).sum::<usize>();
-    let max_bytes = fixed + costs.iter().map(|c| c[levels_n - 1]).sum::<usize>();
+    let mut levels = vec![0usize; n];
+    let min_bytes = model.bytes(&levels);
+    let max_bytes = model.bytes(&vec![levels_n - 1; n]);
     if min_bytes > budget {
         return Err(CoreError::Parameter {
             name: "budget".into(),
@@ -75,16 +147,17 @@ pub fn allocate(
             ),
         });
     }
-    let mut levels = vec![0usize; n];
     let mut bytes = min_bytes;
     'sweeps: for v in 1..levels_n {
         for &l in order {
-            let step = costs[l][v].saturating_sub(costs[l][v - 1]);
-            if bytes + step > budget {
+            let prev = levels[l];
+            levels[l] = v;
+            let next = model.bytes(&levels);
+            if next > budget {
+                levels[l] = prev;
                 break 'sweeps;
             }
-            bytes = bytes + costs[l][v] - costs[l][v - 1];
-            levels[l] = v;
+            bytes = next;
         }
     }
     Ok(Allocation {
@@ -142,6 +215,60 @@ mod tests {
             }
             let top = allocate(&costs, fixed, hi, &order).unwrap();
             assert!(top.levels.iter().all(|&v| v == 2));
+        }
+    }
+
+    /// With shared pieces (bases read by pairs of layers, stored once at the highest level of
+    /// their readers): never over budget, monotone, the predicted bytes are the model's, and a
+    /// basis is counted once.
+    #[test]
+    fn shared_pieces_are_counted_once_and_allocation_stays_monotone() {
+        for seed in 0..10 {
+            let n = 10;
+            let layers = random_costs(n, seed);
+            let shared: Vec<SharedCost> = (0..n / 2)
+                .map(|g| SharedCost {
+                    readers: vec![2 * g, 2 * g + 1],
+                    bytes: vec![300, 600, 1200],
+                })
+                .collect();
+            let model = CostModel {
+                fixed: 50,
+                layers: layers.clone(),
+                shared,
+            };
+            let order = random_order(n, seed + 7);
+            let lo = model.bytes(&[0; 10]);
+            assert_eq!(
+                lo,
+                50 + layers.iter().map(|c| c[0]).sum::<usize>() + 5 * 300
+            );
+            let mut one = vec![0; 10];
+            one[3] = 1;
+            assert_eq!(model.bytes(&one), lo + layers[3][1] - layers[3][0] + 300);
+            one[2] = 1; // the partner: its basis is already at level 1
+            assert_eq!(
+                model.bytes(&one),
+                lo + layers[3][1] - layers[3][0] + layers[2][1] - layers[2][0] + 300
+            );
+            let hi = model.bytes(&[2; 10]);
+            let mut prev: Option<Allocation> = None;
+            let mut b = lo;
+            while b <= hi {
+                let a = allocate_model(&model, b, &order).unwrap();
+                assert!(a.bytes <= b);
+                assert_eq!(a.bytes, model.bytes(&a.levels));
+                if let Some(p) = &prev {
+                    assert!(p.levels.iter().zip(&a.levels).all(|(x, y)| x <= y));
+                }
+                prev = Some(a);
+                b += 211;
+            }
+            assert!(allocate_model(&model, hi, &order)
+                .unwrap()
+                .levels
+                .iter()
+                .all(|&v| v == 2));
         }
     }
 

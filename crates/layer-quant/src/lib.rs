@@ -8,8 +8,9 @@
 //!   file, greedy and monotone in the budget (§6.3);
 //! - [`rtn`] and [`gptq`]: symmetric round-to-nearest per output channel or per group, and GPTQ
 //!   on the input Gram (§6.4);
-//! - [`quantize()`]: any [`llm_compress_core::Linear`] (dense or low-rank) into packed
-//!   [`llm_compress_core::QuantMatrix`] pieces, and its exact byte count.
+//! - [`quantize()`]: any [`llm_compress_core::Linear`] (dense, low-rank, sparse, shared-basis)
+//!   into packed [`llm_compress_core::QuantMatrix`] / [`llm_compress_core::QuantSparse`]
+//!   pieces, shared bases quantized once per group ([`QuantizedBases`]), and exact byte counts.
 //!
 //! The crate sees matrices and statistics only; the facade (`llm_compress::quant`) runs the
 //! calibration walk and writes the file.
@@ -38,11 +39,14 @@ pub mod importance;
 pub mod quantize;
 pub mod rtn;
 
-pub use allocate::{allocate, Allocation};
+pub use allocate::{allocate, allocate_model, Allocation, CostModel, SharedCost};
 pub use gptq::{quantize_gptq, GptqOptions};
 pub use importance::{ranking, ImportanceAccumulator, LayerImportance, LogitLens, RankingKind};
-pub use quantize::{quantize, quantized_bytes, QuantScheme, Quantizer};
-pub use rtn::quantize_rtn;
+pub use quantize::{
+    basis_key, basis_scheme, collect_shared_bases, quantize, quantize_with_bases, quantized_bytes,
+    QuantScheme, QuantizedBases, Quantizer,
+};
+pub use rtn::{quantize_rtn, quantize_sparse_rtn};
 
 use llm_compress_core::{CoreError, Linear};
 

@@ -6,7 +6,8 @@
 //! The error of every value is at most `scale / 2`.
 
 use half::f16;
-use llm_compress_core::{CoreError, MatRef, QuantFormat, QuantMatrix};
+use llm_compress_core::quant_sparse::for_each_kept;
+use llm_compress_core::{CoreError, MatRef, NmSparse, QuantFormat, QuantMatrix, QuantSparse};
 
 /// The f16 scale of a group whose largest magnitude is `absmax`.
 pub fn group_scale(absmax: f32, format: QuantFormat) -> Result<f16, CoreError> {
@@ -87,6 +88,44 @@ pub fn quantize_rtn(
     QuantMatrix::from_codes(rows, cols, format, g, &codes, scales)
 }
 
+/// Round-to-nearest quantization of the kept values of a sparse weight, keeping its mask: one
+/// scale per output row and group of `group_size` input columns (`None`: per output row), from
+/// the largest kept magnitude of the group (pruned positions do not widen the grid). `F16`
+/// gives half-precision kept values.
+pub fn quantize_sparse_rtn(
+    sparse: &NmSparse,
+    format: QuantFormat,
+    group_size: Option<usize>,
+) -> Result<QuantSparse, CoreError> {
+    if format == QuantFormat::F16 {
+        return QuantSparse::f16_from(sparse);
+    }
+    let (rows, cols) = sparse.shape();
+    let g = effective_group(cols, group_size)?;
+    let ng = cols.div_ceil(g);
+    let values = sparse.values();
+    if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+        return Err(CoreError::Numerical {
+            what: "quantization".into(),
+            detail: format!("non-finite weight {v}"),
+        });
+    }
+    let mut absmax = vec![0.0f32; rows * ng];
+    for_each_kept(rows, cols, sparse.axis(), sparse.mask(), |k, i, j| {
+        let m = &mut absmax[i * ng + j / g];
+        *m = m.max(values[k].abs());
+    });
+    let scales = absmax
+        .iter()
+        .map(|&m| group_scale(m, format))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut codes = vec![0i8; values.len()];
+    for_each_kept(rows, cols, sparse.axis(), sparse.mask(), |k, i, j| {
+        codes[k] = quantize_value(values[k], scales[i * ng + j / g], format);
+    });
+    QuantSparse::from_codes(sparse, format, g, &codes, scales)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +178,59 @@ mod tests {
         assert!(err(Some(128)) < err(None));
         let q8 = quantize_rtn(w.as_ref(), QuantFormat::Int8, None).unwrap();
         assert!((&q8.to_dense() - &w).norm_l2() < err(Some(32)) / 8.0);
+    }
+
+    /// Sparse RTN: pruned positions stay zero, every kept value is within half a step of its
+    /// group's scale, for both mask axes and every scheme.
+    #[test]
+    fn sparse_rtn_error_is_at_most_half_a_step_and_keeps_the_mask() {
+        use llm_compress_core::{GroupAxis, SparsityPattern};
+        let w = weight(16, 256);
+        for axis in [GroupAxis::Inputs, GroupAxis::Outputs] {
+            // Two kept per group of four consecutive positions along the axis.
+            let keep = |i: usize, j: usize| {
+                let (line, p) = match axis {
+                    GroupAxis::Inputs => (i, j),
+                    GroupAxis::Outputs => (j, i),
+                };
+                (p + line) % 4 < 2
+            };
+            let s = NmSparse::from_dense(
+                w.as_ref(),
+                keep,
+                axis,
+                SparsityPattern::NM { zeros: 2, group: 4 },
+            )
+            .unwrap();
+            for (format, group) in [
+                (QuantFormat::Int8, None),
+                (QuantFormat::Int4, None),
+                (QuantFormat::Int4, Some(32)),
+                (QuantFormat::Int4, Some(128)),
+                (QuantFormat::F16, None),
+            ] {
+                let q = quantize_sparse_rtn(&s, format, group).unwrap();
+                let (d, orig) = (q.to_dense(), s.to_dense());
+                let g = q.group_size();
+                for i in 0..16 {
+                    for j in 0..256 {
+                        if !s.is_kept(i, j) {
+                            assert_eq!(d[(i, j)], 0.0);
+                            continue;
+                        }
+                        let e = (d[(i, j)] - orig[(i, j)]).abs();
+                        let bound = match format {
+                            QuantFormat::F16 => orig[(i, j)].abs() * 1e-3,
+                            _ => 0.5 * q.scales()[i * q.groups_per_row() + j / g].to_f32() * 1.001,
+                        };
+                        assert!(
+                            e <= bound + 1e-7,
+                            "{axis:?} {format:?} {group:?}: {e} > {bound}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The compact format of a compressed model (format version 1).
+//! The compact format of a compressed model (format version 2; a file that uses no version-2
+//! representation is written as version 1, see [`required_version`]).
 //!
 //! A folder holding:
 //! - `manifest.json`: [`Manifest`], the format version, the base model and its SHA-256, the
@@ -17,7 +18,8 @@ use crate::atomic::write_bytes_atomic;
 use crate::safetensors::{write_safetensors_with, Dtype, SafetensorsFile, TensorHeader};
 use crate::IoError;
 use llm_compress_core::{
-    GroupAxis, Linear, Mat, MatRef, NmSparse, QuantFormat, QuantMatrix, SparsityPattern,
+    GroupAxis, Linear, Mat, MatRef, NmSparse, QuantFormat, QuantMatrix, QuantSparse,
+    SparsityPattern,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -25,8 +27,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 
-/// Version written by this crate; readers reject newer major versions.
-pub const FORMAT_VERSION: u32 = 1;
+/// Newest version this crate reads and writes; readers reject newer versions. Version 2 adds
+/// [`LinearRepr::QuantizedSparse`]; a manifest records the lowest version able to read it
+/// ([`required_version`]).
+pub const FORMAT_VERSION: u32 = 2;
 /// File name of the manifest inside an output folder.
 pub const MANIFEST: &str = "manifest.json";
 /// File name of the tensor file inside an output folder.
@@ -75,6 +79,50 @@ pub enum LinearRepr {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         scales: Option<String>,
     },
+    /// A pruned weight with quantized kept values (LSAQ after pruning; format version 2):
+    /// `mask`, `pattern` and `axis` as in [`LinearRepr::Sparse`]; `data` holds the kept values
+    /// in the same order as `int8` (I8 `[nnz]`), `int4` (U8 `[ceil(nnz/2)]`, value `2k` in the
+    /// low nibble of byte `k`) or `f16` (F16 `[nnz]`); integer formats have F16 `scales`
+    /// `[d_out, ceil(d_in/group_size)]` (per output row and input-column group).
+    QuantizedSparse {
+        format: String,
+        shape: [usize; 2],
+        group_size: usize,
+        pattern: String,
+        axis: String,
+        data: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scales: Option<String>,
+        mask: String,
+    },
+}
+
+impl LinearRepr {
+    /// The lowest format version that can read this representation.
+    pub fn required_version(&self) -> u32 {
+        match self {
+            LinearRepr::QuantizedSparse { .. } => 2,
+            LinearRepr::Dense { .. } | LinearRepr::Sparse { .. } | LinearRepr::Quantized { .. } => {
+                1
+            }
+            LinearRepr::LowRank { first, second, .. } => {
+                first.required_version().max(second.required_version())
+            }
+            LinearRepr::Shared { basis, coeff, .. } => {
+                basis.required_version().max(coeff.required_version())
+            }
+        }
+    }
+}
+
+/// The lowest format version that can read a manifest with these linears (1 unless a
+/// version-2 representation is used), so that older readers keep reading what they can.
+pub fn required_version<'a>(linears: impl IntoIterator<Item = &'a LinearRepr>) -> u32 {
+    linears
+        .into_iter()
+        .map(LinearRepr::required_version)
+        .max()
+        .unwrap_or(1)
 }
 
 /// The base model a compressed model came from.
@@ -223,6 +271,68 @@ pub fn linear_to_tensors<'a>(
             shared_to_tensors(prefix, &format!("{prefix}.basis"), &[], basis, coeff, out)
         }
         Linear::Quantized(q) => quantized_to_tensors(prefix, q, out),
+        Linear::QuantizedSparse(q) => quantized_sparse_to_tensors(prefix, q, out),
+    }
+}
+
+fn quant_dtype(format: QuantFormat) -> Dtype {
+    match format {
+        QuantFormat::Int8 => Dtype::I8,
+        QuantFormat::Int4 => Dtype::U8,
+        QuantFormat::F16 => Dtype::F16,
+    }
+}
+
+fn quantized_sparse_to_tensors<'a>(
+    prefix: &str,
+    q: &'a QuantSparse,
+    out: &mut BTreeMap<String, TensorSource<'a>>,
+) -> LinearRepr {
+    let (rows, cols) = q.shape();
+    let format = q.format();
+    let (data, mask) = (format!("{prefix}.qvalues"), format!("{prefix}.mask"));
+    let len = match format {
+        QuantFormat::Int4 => q.nnz().div_ceil(2),
+        _ => q.nnz(),
+    };
+    out.insert(
+        data.clone(),
+        TensorSource::Bytes {
+            dtype: quant_dtype(format),
+            shape: vec![len],
+            data: std::borrow::Cow::Borrowed(q.data()),
+        },
+    );
+    out.insert(
+        mask.clone(),
+        TensorSource::Bytes {
+            dtype: Dtype::U8,
+            shape: q.mask_shape().to_vec(),
+            data: std::borrow::Cow::Borrowed(q.mask()),
+        },
+    );
+    let scales = (format != QuantFormat::F16).then(|| {
+        let name = format!("{prefix}.scales");
+        let bytes: Vec<u8> = q.scales().iter().flat_map(|s| s.to_le_bytes()).collect();
+        out.insert(
+            name.clone(),
+            TensorSource::Bytes {
+                dtype: Dtype::F16,
+                shape: vec![rows, q.groups_per_row()],
+                data: std::borrow::Cow::Owned(bytes),
+            },
+        );
+        name
+    });
+    LinearRepr::QuantizedSparse {
+        format: format.name().into(),
+        shape: [rows, cols],
+        group_size: q.group_size(),
+        pattern: q.pattern().to_string(),
+        axis: q.axis().name().into(),
+        data,
+        scales,
+        mask,
     }
 }
 
@@ -475,6 +585,90 @@ pub fn linear_from_tensors(repr: &LinearRepr, file: &SafetensorsFile) -> Result<
             data,
             scales,
         } => quantized_from_tensors(format, *shape, *group_size, data, scales.as_deref(), file),
+        LinearRepr::QuantizedSparse {
+            format,
+            shape,
+            group_size,
+            pattern,
+            axis,
+            data,
+            scales,
+            mask,
+        } => {
+            let bad = |field: &str, detail: String| IoError::InvalidField {
+                path: file.path().into(),
+                field: field.into(),
+                detail,
+            };
+            let fmt = QuantFormat::parse(format)
+                .ok_or_else(|| bad(data, format!("unknown quantized format `{format}`")))?;
+            let pattern: SparsityPattern = pattern
+                .parse()
+                .map_err(|e: llm_compress_core::CoreError| bad("pattern", e.to_string()))?;
+            let axis = GroupAxis::parse(axis)
+                .ok_or_else(|| bad("axis", format!("`{axis}`: expected inputs or outputs")))?;
+            for (name, dtype) in [
+                (data.as_str(), quant_dtype(fmt)),
+                (mask.as_str(), Dtype::U8),
+            ] {
+                let got = file.info(name)?.dtype;
+                if got != dtype {
+                    return Err(bad(
+                        name,
+                        format!("dtype {}, expected {}", got.name(), dtype.name()),
+                    ));
+                }
+            }
+            let scale_vals = read_scales(fmt, scales.as_deref(), data, file)?;
+            let q = QuantSparse::from_parts(
+                shape[0],
+                shape[1],
+                axis,
+                pattern,
+                file.bytes(mask)?.to_vec(),
+                fmt,
+                *group_size,
+                file.bytes(data)?.to_vec(),
+                scale_vals,
+            )
+            .map_err(|e| bad(data, e.to_string()))?;
+            let info = file.info(mask)?;
+            if info.shape != q.mask_shape().to_vec() {
+                return Err(bad(
+                    mask,
+                    format!("shape {:?}, expected {:?}", info.shape, q.mask_shape()),
+                ));
+            }
+            Ok(Linear::QuantizedSparse(q))
+        }
+    }
+}
+
+/// The F16 scales named by a quantized representation (none for f16 values).
+fn read_scales(
+    fmt: QuantFormat,
+    scales: Option<&str>,
+    data: &str,
+    file: &SafetensorsFile,
+) -> Result<Vec<half::f16>, IoError> {
+    let bad = |field: &str, detail: String| IoError::InvalidField {
+        path: file.path().into(),
+        field: field.into(),
+        detail,
+    };
+    match (fmt, scales) {
+        (QuantFormat::F16, _) => Ok(Vec::new()),
+        (_, None) => Err(bad(data, format!("{} tensor without scales", fmt.name()))),
+        (_, Some(name)) => {
+            if file.info(name)?.dtype != Dtype::F16 {
+                return Err(bad(name, "scales must be F16".into()));
+            }
+            Ok(file
+                .bytes(name)?
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                .collect())
+        }
     }
 }
 
