@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 windows="${WINDOWS:-20}"
 root="${OUT:-target/llm-compress-out}"
 if [ "$#" -eq 0 ]; then
-  set -- recipes/default.toml
+  set -- recipes/default.toml recipes/combined.toml
 fi
 cargo build --release --quiet -p llm-compress-cli
 bin=target/release/llm-compress
