@@ -45,6 +45,7 @@ pub struct LsaqOptions {
     pub ladder: Vec<QuantFormat>,
     /// Columns per scale group for int4 (`None` = per output channel).
     pub group_size: Option<usize>,
+    /// Round-to-nearest or GPTQ.
     pub quantizer: Quantizer,
     /// The ranking that decides which layers are promoted first.
     pub importance: RankingKind,
@@ -57,8 +58,10 @@ pub struct LsaqOptions {
     pub seed: u64,
     /// Store embeddings (and an untied head) as f16 rather than f32.
     pub f16_embeddings: bool,
+    /// Calibration windows (importance pass and GPTQ).
     pub calibration: CalibrationConfig,
     #[serde(skip)]
+    /// The calibration text.
     pub calibration_text: CalibrationText,
     /// Importance measured earlier on the same layers (skips the importance pass; used to
     /// compare rankings and budgets without re-measuring).
@@ -102,22 +105,39 @@ pub struct LsaqReport {
     pub importance: Option<LayerImportance>,
     /// Layers from most to least important under the chosen ranking.
     pub order: Vec<usize>,
+    /// Bytes and precision level of every layer.
     pub allocation: Allocation,
     /// Precision of each decoder layer.
     pub formats: Vec<QuantFormat>,
     /// Bytes outside the decoder linears (embeddings, norms, an estimate of the file header).
     pub fixed_bytes: usize,
+    /// Decoder-linear parameters after quantization.
     pub linear_params: usize,
+    /// Seconds of the importance pass.
     pub importance_s: f64,
+    /// Seconds of the quantization pass.
     pub quantize_s: f64,
+    /// Wall-clock seconds of the run.
     pub wall_s: f64,
 }
 
 /// Progress of an LSAQ run.
 #[derive(Clone, Copy, Debug)]
 pub enum LsaqProgress {
-    Importance { done: usize, total: usize },
-    Quantize { done: usize, total: usize },
+    /// Importance pass: layers done out of layers.
+    Importance {
+        /// Layers done.
+        done: usize,
+        /// Layers.
+        total: usize,
+    },
+    /// Quantization pass: layers done out of layers.
+    Quantize {
+        /// Layers done.
+        done: usize,
+        /// Layers.
+        total: usize,
+    },
 }
 
 /// Parse a byte size: `60MB` (10⁶), `60MiB` (2²⁰), `1.5GB`, `500kB`, `123456` (bytes).

@@ -60,16 +60,21 @@ impl PruneScope {
 #[derive(Clone, Debug, Serialize)]
 pub struct SparsityOptions {
     #[serde(serialize_with = "ser_method")]
+    /// The scoring metric (DaSS, Wanda, magnitude).
     pub method: PruneMethod,
     #[serde(serialize_with = "ser_pattern")]
+    /// N:M groups or unstructured.
     pub pattern: SparsityPattern,
     /// Fraction of the pruned linears' weights zeroed (`N/M` for N:M).
     pub sparsity: f64,
     /// DaSS norm exponent α (0.5).
     pub alpha: f64,
+    /// Which linears are pruned.
     pub scope: PruneScope,
+    /// Calibration windows.
     pub calibration: CalibrationConfig,
     #[serde(skip)]
+    /// The calibration text.
     pub calibration_text: CalibrationText,
 }
 
@@ -124,6 +129,7 @@ impl SparsityOptions {
 /// What a pruning run produced and where the time went.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SparsityReport {
+    /// Decoder-linear parameters before pruning.
     pub linear_params_before: usize,
     /// Kept (non-pruned) decoder-linear weights.
     pub linear_params_after: usize,
@@ -131,10 +137,13 @@ pub struct SparsityReport {
     pub linear_bytes_before: usize,
     /// Bytes of the decoder linears as stored (packed sparse + dense).
     pub linear_bytes_after: usize,
+    /// Seconds tokenizing and sampling the calibration text.
     pub prepare_s: f64,
+    /// Seconds of forward passes and norm accumulation.
     pub walk_s: f64,
     /// Scoring, mask selection and packing.
     pub prune_s: f64,
+    /// Wall-clock seconds of the run.
     pub wall_s: f64,
 }
 

@@ -28,6 +28,7 @@
 //! assert_eq!(y[(0, 0)], 0.0 * 0.0 + 1.0 * 1.0 + 2.0 * 2.0 + 3.0 * 3.0);
 //! ```
 
+#![warn(missing_docs)]
 pub mod budget;
 mod error;
 mod linear;

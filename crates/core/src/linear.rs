@@ -11,12 +11,19 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinearKind {
+    /// Query projection.
     Q,
+    /// Key projection.
     K,
+    /// Value projection.
     V,
+    /// Attention output projection.
     O,
+    /// MLP gate projection.
     Gate,
+    /// MLP up projection.
     Up,
+    /// MLP down projection.
     Down,
 }
 
@@ -89,6 +96,7 @@ pub enum LinearInput {
 }
 
 impl LinearInput {
+    /// The four distinct inputs, in layer order.
     pub const ALL: [LinearInput; 4] = [
         LinearInput::Attn,
         LinearInput::AttnOut,
@@ -100,7 +108,9 @@ impl LinearInput {
 /// Which linear of which decoder layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LinearId {
+    /// Decoder layer index, from 0.
     pub layer: usize,
+    /// Which of the seven linears.
     pub kind: LinearKind,
 }
 
@@ -117,7 +127,9 @@ pub enum Linear {
     Dense(Mat<f32>),
     /// `y = second(first(x))`: `first` is `k × d_in`, `second` is `d_out × k`.
     LowRank {
+        /// Applied first: `d_in → k`.
         first: Box<Linear>,
+        /// Applied second: `k → d_out`.
         second: Box<Linear>,
     },
     /// A pruned weight in packed form (kept values + keep bitmask), see [`NmSparse`].
@@ -127,7 +139,9 @@ pub enum Linear {
     /// [`Linear::storage_bytes`] count the coefficient only; a model-level count adds each basis
     /// once (see [`crate::shared::distinct_param_count`]).
     Shared {
+        /// The basis shared by a group of layers (`d_in → k`), one allocation for the group.
         basis: Arc<Linear>,
+        /// This layer's coefficients (`k → d_out`).
         coeff: Box<Linear>,
     },
     /// Packed int8 / int4 codes with scales, or f16 values (LSAQ, `quant.rs`).

@@ -233,6 +233,7 @@ impl QuantMatrix {
     pub fn shape(&self) -> (usize, usize) {
         (self.rows, self.cols)
     }
+    /// The storage format of the values.
     pub fn format(&self) -> QuantFormat {
         self.format
     }

@@ -266,6 +266,7 @@ impl QuantSparse {
         let (lines, len) = lines_and_len(self.d_out, self.d_in, self.axis);
         [lines, len.div_ceil(8)]
     }
+    /// The storage format of the kept values.
     pub fn format(&self) -> QuantFormat {
         self.format
     }

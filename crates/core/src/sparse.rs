@@ -54,7 +54,12 @@ impl GroupAxis {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SparsityPattern {
     /// `zeros` zeros in every group of `group` weights, `0 < zeros < group`.
-    NM { zeros: usize, group: usize },
+    NM {
+        /// Zeros per group (`N`).
+        zeros: usize,
+        /// Group length (`M`).
+        group: usize,
+    },
     /// Any positions; the sparsity is chosen separately.
     Unstructured,
 }

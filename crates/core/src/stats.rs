@@ -16,11 +16,13 @@ pub struct StatsRequest {
 }
 
 impl StatsRequest {
+    /// Nothing requested.
     pub const NONE: StatsRequest = StatsRequest {
         gram: false,
         channel_norms: false,
         abs_sums: false,
     };
+    /// Everything either request asks for.
     pub fn union(self, o: StatsRequest) -> StatsRequest {
         StatsRequest {
             gram: self.gram || o.gram,
@@ -89,6 +91,7 @@ pub struct GramAccumulator {
 }
 
 impl GramAccumulator {
+    /// An empty accumulator for inputs of dimension `dim`.
     pub fn new(dim: usize, request: StatsRequest) -> Self {
         Self {
             request,
@@ -100,6 +103,7 @@ impl GramAccumulator {
         }
     }
 
+    /// What this accumulator collects.
     pub fn request(&self) -> StatsRequest {
         self.request
     }
@@ -162,6 +166,7 @@ impl GramAccumulator {
         }
     }
 
+    /// The accumulated statistics.
     pub fn finish(self) -> InputStats {
         let gram = self.gram.map(|mut g| {
             for j in 0..self.dim {

@@ -22,7 +22,9 @@ pub trait MatrixCompressor: Send + Sync {
 /// The same weight kind across a group of layers → one shared basis and per-layer
 /// coefficients (Basis Sharing).
 pub trait GroupCompressor: Send + Sync {
+    /// The method's name (`svd-llm`, `wanda`, ...).
     fn name(&self) -> &str;
+    /// The statistics this compressor needs from the calibration walk.
     fn needs(&self) -> StatsRequest;
     /// `members[i]` = (id, weight, stats) of the i-th layer of the group; returns one
     /// [`Linear`] per member, in order.
@@ -35,7 +37,9 @@ pub trait GroupCompressor: Send + Sync {
 /// A per-layer choice made from model-level signals (e.g. LSAQ bit widths from layer
 /// importance and a memory budget).
 pub trait LayerPolicy: Send + Sync {
+    /// What the policy chooses per layer (e.g. a precision).
     type Choice;
+    /// The policy's name.
     fn name(&self) -> &str;
     /// `importance[l]` of each decoder layer → one choice per layer.
     fn choose(&self, importance: &[f64]) -> Result<Vec<Self::Choice>, CoreError>;

@@ -38,6 +38,7 @@
 //! # Ok::<(), llm_compress_core::CoreError>(())
 //! ```
 
+#![warn(missing_docs)]
 use llm_compress_core::{
     CoreError, GroupAxis, Linear, LinearKind, Mat, MatRef, NmSparse, SparsityPattern, StatsRequest,
 };
@@ -100,7 +101,9 @@ impl KeepMask {
 /// A pruning configuration: metric, pattern, sparsity, DaSS norm exponent.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pruner {
+    /// The scoring metric.
     pub method: PruneMethod,
+    /// Where the zeros go: N:M groups or unstructured.
     pub pattern: SparsityPattern,
     /// Fraction of weights zeroed. For N:M it is `N/M`.
     pub sparsity: f64,

@@ -136,6 +136,7 @@ pub struct ImportanceAccumulator {
 }
 
 impl ImportanceAccumulator {
+    /// An accumulator for `layers` decoder layers.
     pub fn new(layers: usize) -> Self {
         Self {
             jaccard_sum: vec![0.0; layers],
@@ -207,6 +208,7 @@ pub enum RankingKind {
 }
 
 impl RankingKind {
+    /// Parse `jaccard`, `cosine`, `random` or `reversed`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "jaccard" => Some(Self::Jaccard),
@@ -216,6 +218,7 @@ impl RankingKind {
             _ => None,
         }
     }
+    /// The name [`RankingKind::parse`] accepts.
     pub fn name(self) -> &'static str {
         match self {
             Self::Jaccard => "jaccard",

@@ -33,6 +33,7 @@
 //! # Ok::<(), llm_compress_core::CoreError>(())
 //! ```
 
+#![warn(missing_docs)]
 pub mod allocate;
 pub mod gptq;
 pub mod importance;

@@ -34,6 +34,7 @@ pub enum Quantizer {
 }
 
 impl Quantizer {
+    /// Parse `rtn` or `gptq`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "rtn" => Some(Self::Rtn),
@@ -41,6 +42,7 @@ impl Quantizer {
             _ => None,
         }
     }
+    /// The name [`Quantizer::parse`] accepts.
     pub fn name(self) -> &'static str {
         match self {
             Self::Rtn => "rtn",
@@ -52,10 +54,12 @@ impl Quantizer {
 /// How one layer's linears are quantized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct QuantScheme {
+    /// The storage precision.
     pub format: QuantFormat,
     /// Columns per scale group for int4 (`None` = per output channel). Int8 is always
     /// per-channel.
     pub group_size: Option<usize>,
+    /// Round-to-nearest or GPTQ.
     pub quantizer: Quantizer,
 }
 

@@ -41,42 +41,63 @@ pub const TENSORS: &str = "model.safetensors";
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LinearRepr {
     /// A dense `[d_out, d_in]` f32 tensor.
-    Dense { tensor: String, shape: [usize; 2] },
+    Dense {
+        /// The tensor's name.
+        tensor: String,
+        /// `[d_out, d_in]`.
+        shape: [usize; 2],
+    },
     /// `y = second(first(x))`.
     LowRank {
+        /// Inner dimension `k`.
         rank: usize,
+        /// The `d_in → k` factor.
         first: Box<LinearRepr>,
+        /// The `k → d_out` factor.
         second: Box<LinearRepr>,
     },
     /// A pruned weight, packed ([`NmSparse`]): `values` (f32 `[nnz]`, the kept weights line
     /// by line) and `mask` (u8 `[lines, ⌈len/8⌉]`, bit set = kept), lines along `axis`
     /// (`inputs`: rows, `outputs`: columns); `pattern` is `N:M` or `unstructured`.
     Sparse {
+        /// `[d_out, d_in]`.
         shape: [usize; 2],
+        /// `N:M` or `unstructured`.
         pattern: String,
+        /// The grouping axis: `inputs` or `outputs`.
         axis: String,
+        /// Tensor of the kept values.
         values: String,
+        /// Tensor of the packed keep mask.
         mask: String,
     },
     /// `y = coeff(basis(x))` with a basis shared by every linear named in `group` (Basis
     /// Sharing): all of them name the same basis tensor, stored once; loading through a
     /// [`BasisCache`] gives them one shared buffer again.
     Shared {
+        /// Inner dimension `k`.
         rank: usize,
+        /// The shared basis (stored once, listed under `bases`).
         basis: Box<LinearRepr>,
         /// The linears (`layers.0.q`, `layers.1.q`, ...) that read this basis.
         group: Vec<String>,
+        /// This layer's coefficients.
         coeff: Box<LinearRepr>,
     },
     /// Quantized values (LSAQ): `format` is `int8` (I8 `[d_out, d_in]`), `int4` (U8
     /// `[d_out, ceil(d_in/2)]`, two codes per byte, even column in the low nibble) or `f16`
     /// (F16 `[d_out, d_in]`); integer formats have F16 `scales` `[d_out, ceil(d_in/group_size)]`.
     Quantized {
+        /// `int8`, `int4` or `f16`.
         format: String,
+        /// `[d_out, d_in]`.
         shape: [usize; 2],
+        /// Input columns per scale (`d_in`: one scale per output row).
         group_size: usize,
+        /// Tensor of the packed values.
         data: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// Tensor of the f16 scales (absent for f16 values).
         scales: Option<String>,
     },
     /// A pruned weight with quantized kept values (LSAQ after pruning; format version 2):
@@ -85,14 +106,22 @@ pub enum LinearRepr {
     /// low nibble of byte `k`) or `f16` (F16 `[nnz]`); integer formats have F16 `scales`
     /// `[d_out, ceil(d_in/group_size)]` (per output row and input-column group).
     QuantizedSparse {
+        /// `int8`, `int4` or `f16`.
         format: String,
+        /// `[d_out, d_in]`.
         shape: [usize; 2],
+        /// Input columns per scale (`d_in`: one scale per output row).
         group_size: usize,
+        /// `N:M` or `unstructured`.
         pattern: String,
+        /// The grouping axis: `inputs` or `outputs`.
         axis: String,
+        /// Tensor of the packed kept values.
         data: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// Tensor of the f16 scales (absent for f16 values).
         scales: Option<String>,
+        /// Tensor of the packed keep mask.
         mask: String,
     },
 }
@@ -128,16 +157,22 @@ pub fn required_version<'a>(linears: impl IntoIterator<Item = &'a LinearRepr>) -
 /// The base model a compressed model came from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BaseModel {
+    /// File name inside the folder.
     pub path: String,
+    /// `safetensors`.
     pub format: String,
+    /// SHA-256 of the file, hex.
     pub sha256: String,
 }
 
 /// The manifest of a compact output folder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The format version ([`FORMAT_VERSION`] or lower).
     pub format_version: u32,
+    /// `llm-compress <version>`.
     pub producer: String,
+    /// What the folder was compressed from.
     pub base_model: BaseModel,
     /// Method name and parameters (free-form JSON: ratio, rank rule, update, ...).
     pub method: serde_json::Value,
@@ -145,7 +180,9 @@ pub struct Manifest {
     pub calibration: serde_json::Value,
     /// Decoder linears by name (`layers.3.q`).
     pub linears: BTreeMap<String, LinearRepr>,
+    /// Decoder-linear parameters of the base model.
     pub linear_params_before: usize,
+    /// Decoder-linear parameters stored (a shared basis once).
     pub linear_params_after: usize,
     /// SHA-256 of `model.safetensors` (hex).
     pub tensors_sha256: String,
@@ -161,13 +198,17 @@ pub enum TensorSource<'a> {
     /// Raw little-endian bytes of a tensor of another dtype (packed indices, quantized values,
     /// f16 copies): `data.len()` must equal the product of `shape` times `dtype.size()`.
     Bytes {
+        /// Element type.
         dtype: Dtype,
+        /// Dimensions, outermost first.
         shape: Vec<usize>,
+        /// Little-endian bytes.
         data: std::borrow::Cow<'a, [u8]>,
     },
 }
 
 impl TensorSource<'_> {
+    /// The tensor's dimensions.
     pub fn shape(&self) -> Vec<usize> {
         match self {
             TensorSource::Matrix(m) => vec![m.nrows(), m.ncols()],

@@ -21,6 +21,7 @@
 //! # Ok::<(), llm_compress_tensor_io::IoError>(())
 //! ```
 
+#![warn(missing_docs)]
 pub mod atomic;
 pub mod checkpoint;
 pub mod compact;
