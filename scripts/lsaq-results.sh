@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the LSAQ figures of docs/lsaq.md. Environment:
 #   EVAL_WINDOWS (20)        windows of the uniform-precision and composition rows
-#   SWEEP_WINDOWS (5)        windows of the ranking comparison
-#   CALIB_WINDOWS (8)        calibration windows (2048 tokens) of the importance pass and GPTQ
+#   SWEEP_WINDOWS (20)       windows of the ranking comparison
+#   CALIB_WINDOWS (16)       calibration windows (2048 tokens) of the importance pass and GPTQ
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet -p llm-compress-cli
@@ -10,7 +10,7 @@ cargo build --release --quiet --example lsaq_sweep
 bin=target/release/llm-compress
 model="$(./scripts/fetch-model.sh)"
 work="${WORK:-target/lsaq-results}"
-ew="${EVAL_WINDOWS:-20}"; sw="${SWEEP_WINDOWS:-5}"; cw="${CALIB_WINDOWS:-8}"
+ew="${EVAL_WINDOWS:-20}"; sw="${SWEEP_WINDOWS:-20}"; cw="${CALIB_WINDOWS:-16}"
 mkdir -p "$work"
 uniform() {  # name, then compress flags
   name=$1; shift
@@ -22,8 +22,10 @@ uniform int8 --ladder int8
 uniform int4-g128-rtn --ladder int4 --group-size 128
 uniform int4-g128-gptq --ladder int4 --group-size 128 --quantizer gptq
 uniform int4-pc-rtn --ladder int4
+uniform int4-pc-gptq --ladder int4 --quantizer gptq
+uniform int4-g128-gptq-original --ladder int4 --group-size 128 --quantizer gptq --whiten-from original
 # Ranking comparison at three budgets (importance measured once, RTN int4 g128 / int8).
-target/release/examples/lsaq_sweep "$model" "$sw" 137.5,125,150 128 "$cw" | tee "$work/sweep.jsonl"
+target/release/examples/lsaq_sweep "$model" "$sw" 125,137.5,150 128 "$cw" | tee "$work/sweep.jsonl"
 # Composition: SVD-LLM 0.2, then LSAQ on its factors, in one command.
 "$bin" compress "$model" --method svd-llm --ratio 0.2 --then-lsaq --budget 125MB --group-size 128 \
   --calib-windows "$cw" --out "$work/svd-llm-0.2-lsaq" --quiet | grep -E "bytes|precision"

@@ -60,6 +60,10 @@ pub struct LsaqOptions {
     pub f16_embeddings: bool,
     /// Calibration windows (importance pass and GPTQ).
     pub calibration: CalibrationConfig,
+    /// GPTQ's Grams: of the quantized prefix's outputs (`Compressed`, sequential, as the
+    /// reference GPTQ) or of the original model's (`Original`, one pass).
+    #[serde(skip)]
+    pub gptq_stats_from: StatsFrom,
     #[serde(skip)]
     /// The calibration text.
     pub calibration_text: CalibrationText,
@@ -84,6 +88,7 @@ impl LsaqOptions {
             seed: 0,
             f16_embeddings: true,
             calibration: CalibrationConfig::default(),
+            gptq_stats_from: StatsFrom::Compressed,
             calibration_text: CalibrationText::Source(TextSource::WikiText2Train),
             precomputed_importance: None,
         }
@@ -567,9 +572,13 @@ pub fn quantize_to_budget(
                 &base,
                 &windows,
                 request,
-                StatsFrom::Compressed,
+                opts.gptq_stats_from,
                 |l, layer, calib| {
-                    let grams = calib.compressed.as_ref().ok_or_else(|| {
+                    let grams = match opts.gptq_stats_from {
+                        StatsFrom::Original => calib.original.as_ref(),
+                        _ => calib.compressed.as_ref(),
+                    };
+                    let grams = grams.ok_or_else(|| {
                         EvalError::Input("walk returned no statistics for GPTQ".into())
                     })?;
                     quantize_layer(layer, formats[l], Some(grams))

@@ -60,6 +60,9 @@ fn lsaq_options(a: &CompressArgs) -> Result<LsaqOptions, EvalError> {
     o.calibration.seq_len = a.seq_len;
     o.calibration.seed = a.seed;
     o.calibration_text = calibration_text(&a.calib);
+    if a.whiten_from == "original" && a.method == "lsaq" {
+        o.gptq_stats_from = llm_compress_eval::StatsFrom::Original;
+    }
     Ok(o)
 }
 
