@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet -p llm-compress-cli
-cargo build --release --quiet --example lsaq_sweep
+cargo bench --no-run --quiet --bench lsaq_sweep
 bin=target/release/llm-compress
 model="$(./scripts/fetch-model.sh)"
 work="${WORK:-target/lsaq-results}"
@@ -25,7 +25,7 @@ uniform int4-pc-rtn --ladder int4
 uniform int4-pc-gptq --ladder int4 --quantizer gptq
 uniform int4-g128-gptq-original --ladder int4 --group-size 128 --quantizer gptq --whiten-from original
 # Ranking comparison at three budgets (importance measured once, RTN int4 g128 / int8).
-target/release/examples/lsaq_sweep "$model" "$sw" 125,137.5,150 128 "$cw" | tee "$work/sweep.jsonl"
+cargo bench --quiet --bench lsaq_sweep -- "$model" "$sw" 125,137.5,150 128 "$cw" | tee "$work/sweep.jsonl"
 # Composition: SVD-LLM 0.2, then LSAQ on its factors, in one command.
 "$bin" compress "$model" --method svd-llm --ratio 0.2 --then-lsaq --budget 125MB --group-size 128 \
   --calib-windows "$cw" --out "$work/svd-llm-0.2-lsaq" --quiet | grep -E "bytes|precision"

@@ -3,7 +3,7 @@
 //! WikiText-2 test. Allocations that coincide are evaluated once.
 //!
 //! ```text
-//! cargo run --release --example lsaq_sweep -- MODEL [EVAL_WINDOWS] [BUDGET_MB,...] [GROUP] [CALIB_WINDOWS] [IMPORTANCE_JSONL]
+//! cargo bench --bench lsaq_sweep -- MODEL [EVAL_WINDOWS] [BUDGET_MB,...] [GROUP] [CALIB_WINDOWS] [IMPORTANCE_JSONL]
 //! ```
 //! Prints one JSON object per line; the first holds the importance scores, and a file of this
 //! output can be given as IMPORTANCE_JSONL to reuse them instead of measuring again.

@@ -7,7 +7,7 @@
 //! tokens). Env `DAMP` sets GPTQ's relative dampening (default 0.01).
 //!
 //! ```text
-//! cargo run --release --example gptq_diag -- MODEL [CALIB_WINDOWS] [SEQ_LEN] [LAYERS]
+//! cargo bench --bench gptq_diag -- MODEL [CALIB_WINDOWS] [SEQ_LEN] [LAYERS]
 //! ```
 
 use llm_compress_core::{LinearInput, LinearKind, Mat, MatRef, QuantFormat, StatsRequest};
