@@ -351,8 +351,17 @@ fn label_of(method: &serde_json::Value) -> String {
             .filter(|v| !v.is_null())
             .map(|v| (*k, v.clone()))
     });
+    let scope = match method.get("scope").and_then(|s| s.as_str()) {
+        Some(s) if s != "mlp" => format!(" {s}"),
+        _ => String::new(),
+    };
     match detail {
         Some(("budget_bytes", v)) => format!("{name} {:.0}MB", v.as_f64().unwrap_or(0.0) / 1e6),
+        Some(("pattern", serde_json::Value::String(p))) if p == "unstructured" => {
+            let s = method.get("sparsity").and_then(|s| s.as_f64()).unwrap_or(0.5);
+            format!("{name} {:.0}%{scope}", 100.0 * s)
+        }
+        Some(("pattern", serde_json::Value::String(p))) => format!("{name} {p}{scope}"),
         Some((_, serde_json::Value::String(s))) => format!("{name} {s}"),
         Some((_, v)) => format!("{name} {v}"),
         None => name.to_string(),
