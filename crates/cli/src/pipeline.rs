@@ -358,7 +358,10 @@ fn label_of(method: &serde_json::Value) -> String {
     match detail {
         Some(("budget_bytes", v)) => format!("{name} {:.0}MB", v.as_f64().unwrap_or(0.0) / 1e6),
         Some(("pattern", serde_json::Value::String(p))) if p == "unstructured" => {
-            let s = method.get("sparsity").and_then(|s| s.as_f64()).unwrap_or(0.5);
+            let s = method
+                .get("sparsity")
+                .and_then(|s| s.as_f64())
+                .unwrap_or(0.5);
             format!("{name} {:.0}%{scope}", 100.0 * s)
         }
         Some(("pattern", serde_json::Value::String(p))) => format!("{name} {p}{scope}"),

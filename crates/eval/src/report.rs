@@ -89,7 +89,8 @@ impl Report {
     }
 
     /// Perplexity (log scale when it spans more than a factor 3) against size in MB; the dense
-    /// run is a black square, every other run a coloured disc with a legend entry.
+    /// run is a black square, every other run a disc coloured by its method (the label's first
+    /// word) with a legend entry.
     fn scene(&self) -> Scene {
         let (w, h) = (960.0, 560.0);
         let (left, right, top, bottom) = (80.0, 330.0, 70.0, 70.0);
@@ -184,14 +185,27 @@ impl Report {
             Anchor::Start,
         );
         // Points and legend.
-        let mut colour = 0;
+        // One colour per method (the label's first word), in order of appearance.
+        let mut families: Vec<&str> = Vec::new();
         for (i, r) in finite.iter().enumerate() {
             let (x, y) = (fx(r.bytes as f64 / MB), fy(r.ppl));
+            // A composed recipe (`a + b`) is its own family.
+            let family = if r.label.contains(" + ") {
+                r.label.as_str()
+            } else {
+                r.label.split_whitespace().next().unwrap_or("")
+            };
             let c = if r.dense {
                 BLACK
             } else {
-                colour += 1;
-                PALETTE[(colour - 1) % PALETTE.len()]
+                let k = families
+                    .iter()
+                    .position(|f| *f == family)
+                    .unwrap_or_else(|| {
+                        families.push(family);
+                        families.len() - 1
+                    });
+                PALETTE[k % PALETTE.len()]
             };
             let ly = top + 10.0 + 22.0 * i as f64;
             let lx = w - right + 20.0;
