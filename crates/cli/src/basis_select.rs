@@ -1,6 +1,6 @@
 //! `compress --method basis-select`: training-free Basis Selection (ALGORITHMS.md §5.8).
 
-use crate::commands::{calib_source, CliResult, CompressArgs, Ui};
+use crate::commands::{CliResult, CompressArgs, Ui};
 use llm_compress::basis_select::{
     calibration_description, compress_basis_select, score_model, Allocation, BasisFamily,
     BasisSelectOptions, ModelScores,
@@ -12,8 +12,7 @@ use serde_json::json;
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     let ckpt = Checkpoint::open(&a.model)?;
-    let mut opts =
-        BasisSelectOptions::new(a.ratio, CalibrationText::Source(calib_source(&a.calib)));
+    let mut opts = BasisSelectOptions::new(a.ratio, CalibrationText::named(&a.calib));
     opts.bases = BasisFamily::parse(&a.bases)
         .ok_or_else(|| EvalError::Input(format!("unknown --bases `{}`", a.bases)))?;
     opts.allocation = match (a.allocation.as_str(), a.mass) {

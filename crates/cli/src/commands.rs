@@ -160,16 +160,6 @@ pub struct EvalArgs {
     pub data: String,
 }
 
-/// The calibration text named by `--calib`.
-pub fn calib_source(name: &str) -> TextSource {
-    match name {
-        "wikitext2" | "wikitext2-train" => TextSource::WikiText2Train,
-        "gsm8k" | "gsm8k-train" => TextSource::Gsm8kTrain,
-        other if other.ends_with(".jsonl") => TextSource::Jsonl(other.into()),
-        other => TextSource::File(other.into()),
-    }
-}
-
 pub fn text_source(name: &str) -> TextSource {
     match name {
         "wikitext2" | "wikitext2-test" => TextSource::WikiText2Test,
@@ -405,7 +395,7 @@ impl CompressArgs {
             seq_len: self.seq_len,
             seed: self.seed,
         };
-        let text = llm_compress::lowrank::CalibrationText::Source(calib_source(&self.calib));
+        let text = llm_compress::lowrank::CalibrationText::named(&self.calib);
         (cfg, text)
     }
 
