@@ -48,22 +48,36 @@ fn common_tensors<'a>(
         t.insert("lm_head.weight".into(), TensorSource::Matrix(h.as_ref()));
     }
     for (l, layer) in layers.iter().enumerate() {
-        let p = format!("model.layers.{l}.");
-        t.insert(
-            format!("{p}input_layernorm.weight"),
-            vec_tensor(&layer.attn_norm),
-        );
-        t.insert(
-            format!("{p}post_attention_layernorm.weight"),
-            vec_tensor(&layer.mlp_norm),
-        );
-        if let Some([bq, bk, bv]) = &layer.qkv_bias {
-            t.insert(format!("{p}self_attn.q_proj.bias"), vec_tensor(bq));
-            t.insert(format!("{p}self_attn.k_proj.bias"), vec_tensor(bk));
-            t.insert(format!("{p}self_attn.v_proj.bias"), vec_tensor(bv));
-        }
+        layer_norm_tensors(l, layer, &mut t);
     }
     t
+}
+
+/// The norm weights (and q/k/v biases) of decoder layer `l`, under their HF names.
+pub(crate) fn layer_norm_tensors<'a>(
+    l: usize,
+    layer: &'a DecoderLayer,
+    t: &mut BTreeMap<String, TensorSource<'a>>,
+) {
+    let p = format!("model.layers.{l}.");
+    t.insert(
+        format!("{p}input_layernorm.weight"),
+        vec_tensor(&layer.attn_norm),
+    );
+    t.insert(
+        format!("{p}post_attention_layernorm.weight"),
+        vec_tensor(&layer.mlp_norm),
+    );
+    if let Some([bq, bk, bv]) = &layer.qkv_bias {
+        t.insert(format!("{p}self_attn.q_proj.bias"), vec_tensor(bq));
+        t.insert(format!("{p}self_attn.k_proj.bias"), vec_tensor(bk));
+        t.insert(format!("{p}self_attn.v_proj.bias"), vec_tensor(bv));
+    }
+}
+
+/// The embedding, final norm and untied head of `model`, under their HF names.
+pub(crate) fn base_tensors(model: &Model) -> BTreeMap<String, TensorSource<'_>> {
+    common_tensors(model, &[])
 }
 
 /// Write the compact folder.
@@ -162,6 +176,7 @@ pub fn write_compact_with(
         linear_params_before,
         linear_params_after: after,
         tensors_sha256: String::new(),
+        tensor_files: Vec::new(),
     };
     let tok = ckpt.tokenizer.as_ref().map(|t| t.to_hf_json());
     compact::write_compact(

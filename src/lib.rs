@@ -32,6 +32,7 @@ pub mod lowrank;
 pub mod pipeline;
 pub mod quant;
 pub mod sparsity;
+pub mod streaming;
 #[doc(hidden)]
 pub mod testing;
 

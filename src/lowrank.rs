@@ -71,6 +71,13 @@ pub enum CalibrationText {
     Source(TextSource),
     /// Already tokenized text.
     Tokens(Vec<u32>),
+    /// Seeded uniformly random token ids over the model's vocabulary (2²² of them): the
+    /// calibration of a checkpoint without a tokenizer or text of its own, such as the
+    /// synthetic 7B-shaped test models (`--calib random`).
+    RandomTokens {
+        /// Seed of the token stream.
+        seed: u64,
+    },
 }
 
 impl CalibrationText {
@@ -79,6 +86,14 @@ impl CalibrationText {
         match self {
             CalibrationText::Source(s) => s.tokens(ckpt.require_tokenizer()?),
             CalibrationText::Tokens(t) => Ok(t.clone()),
+            CalibrationText::RandomTokens { seed } => {
+                let vocab = ckpt.config.vocab_size as u64;
+                if vocab == 0 {
+                    return Err(EvalError::Input("the model has an empty vocabulary".into()));
+                }
+                let mut rng = llm_compress_core::rng::SplitMix64::new(*seed);
+                Ok((0..1 << 22).map(|_| rng.below(vocab) as u32).collect())
+            }
         }
     }
 }

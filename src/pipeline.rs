@@ -986,9 +986,13 @@ fn distinct_linear_params(layers: &[DecoderLayer]) -> usize {
 }
 
 impl CalibrationText {
-    /// The calibration text named `wikitext2` (train split), `gsm8k` (train split), a `.jsonl`
-    /// corpus, or a path to a text file.
+    /// The calibration text named `wikitext2` (train split), `gsm8k` (train split), `random`
+    /// (seeded random token ids, for models without text), a `.jsonl` corpus, or a path to a
+    /// text file.
     pub fn named(name: &str) -> Self {
+        if name == "random" {
+            return CalibrationText::RandomTokens { seed: 0 };
+        }
         CalibrationText::Source(match name {
             "wikitext2" | "wikitext2-train" => TextSource::WikiText2Train,
             "gsm8k" | "gsm8k-train" => TextSource::Gsm8kTrain,

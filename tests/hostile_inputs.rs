@@ -117,6 +117,16 @@ fn hostile_manifests() {
         "tensors_sha256",
         "hash mismatch",
     );
+    // 4b. Sharded tensor files that escape the folder, or do not exist.
+    let m = edit(&|m| m["tensor_files"] = json!(["../model.safetensors"]));
+    expect(
+        load_all(&dir, &m),
+        Kind::InvalidField,
+        "tensor_files",
+        "tensor file outside the folder",
+    );
+    let m = edit(&|m| m["tensor_files"] = json!(["model.safetensors", "gone.safetensors"]));
+    expect(load_all(&dir, &m), Kind::Io, "gone", "missing tensor file");
     // 5. A factor whose manifest shape differs from the file's.
     let m = edit(&|m| m["linears"][q]["first"]["shape"] = json!([3, 32]));
     expect(

@@ -155,9 +155,14 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 2048)]
     pub seq_len: usize,
     /// Text to evaluate on: `wikitext2` (the test split), `gsm8k` (the test split), a `.jsonl`
-    /// corpus (documents joined with blank lines), or a path to a text file.
+    /// corpus (documents joined with blank lines), a path to a text file, or `random` (seeded
+    /// random token ids, for models without a tokenizer: checks the model runs).
     #[arg(long, default_value = "wikitext2")]
     pub data: String,
+    /// Read the decoder layers one at a time (all windows go through a layer before the next
+    /// is read): for models larger than memory. Same windows and figure as without.
+    #[arg(long)]
+    pub streaming: bool,
 }
 
 pub fn text_source(name: &str) -> TextSource {
@@ -173,22 +178,39 @@ pub fn text_source(name: &str) -> TextSource {
 
 pub fn eval(ui: &Ui, a: EvalArgs) -> CliResult {
     let ckpt = Checkpoint::open(&a.model)?;
-    let tok = ckpt.require_tokenizer()?;
-    let tokens = text_source(&a.data).tokens(tok)?;
-    let model = Model::load(&ckpt)?;
+    let tokens = if a.data == "random" {
+        // Models without a tokenizer (the synthetic 7B-shaped ones): the figure means nothing,
+        // the run checks that the model loads and runs.
+        llm_compress::lowrank::CalibrationText::RandomTokens { seed: 1 }.tokens(&ckpt)?
+    } else {
+        text_source(&a.data).tokens(ckpt.require_tokenizer()?)?
+    };
     let opts = PerplexityOptions {
         seq_len: a.seq_len,
         max_windows: a.max_windows,
     };
-    let n = (tokens.len() / a.seq_len).min(a.max_windows.unwrap_or(usize::MAX));
-    let pb = ui.bar(n as u64, "perplexity");
-    let r = perplexity(&model, &tokens, &opts, |w| pb.set_position(w as u64))?;
-    pb.finish_and_clear();
+    let (r, linear_params) = if a.streaming {
+        let base = Model::load_without_layers(&ckpt)?;
+        let r = llm_compress_eval::perplexity_streamed(&base, &ckpt, &tokens, &opts)?;
+        let stored = match &ckpt.manifest {
+            Some(m) => m.linear_params_after,
+            None => ckpt.config.linear_params(),
+        };
+        (r, stored)
+    } else {
+        let model = Model::load(&ckpt)?;
+        let n = (tokens.len() / a.seq_len).min(a.max_windows.unwrap_or(usize::MAX));
+        let pb = ui.bar(n as u64, "perplexity");
+        let r = perplexity(&model, &tokens, &opts, |w| pb.set_position(w as u64))?;
+        pb.finish_and_clear();
+        (r, model.linear_params())
+    };
     if ui.json {
         let mut v = serde_json::to_value(&r)?;
         v["model"] = json!(a.model);
         v["data"] = json!(a.data);
-        v["linear_params"] = json!(model.linear_params());
+        v["linear_params"] = json!(linear_params);
+        v["peak_rss_bytes"] = json!(llm_compress_eval::sys::peak_rss_bytes());
         println!("{v}");
     } else {
         println!("model             {}", a.model.display());
@@ -230,8 +252,9 @@ pub struct CompressArgs {
     /// Seed of the calibration window offsets.
     #[arg(long, default_value_t = 3)]
     pub seed: u64,
-    /// Calibration text: `wikitext2` (train prefix), `gsm8k` (train split), a `.jsonl` corpus,
-    /// or a path to a text file.
+    /// Calibration text: `wikitext2` (train prefix), `gsm8k` (train split), `random` (seeded
+    /// random token ids: models without a tokenizer), a `.jsonl` corpus, or a path to a text
+    /// file.
     #[arg(long, default_value = "wikitext2")]
     pub calib: String,
     /// Output folder.
@@ -313,6 +336,15 @@ pub struct CompressArgs {
     /// `--method basis-sharing --then-lsaq` means layers per group.
     #[arg(long)]
     pub quant_group_size: Option<usize>,
+    /// svd-llm / svd / asvd: write each layer to the output folder as soon as it is compressed
+    /// and save the walk after every layer, never holding the model: for models larger than
+    /// memory. An interrupted run continues with `--resume`.
+    #[arg(long)]
+    pub streaming: bool,
+    /// Continue the streamed run recorded in `--out` from its last finished layer (implies
+    /// `--streaming`; the options must be the same).
+    #[arg(long)]
+    pub resume: bool,
 }
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
@@ -345,6 +377,9 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
         opts.whiten_from = llm_compress_eval::StatsFrom::Original;
     }
     (opts.calibration, opts.calibration_text) = a.calibration();
+    if a.streaming || a.resume {
+        return compress_streaming(ui, &a, &ckpt, &opts);
+    }
     let pb = ui.bar(ckpt.config.num_layers as u64, "layers");
     let (out, report) = compress_low_rank(&ckpt, &opts, |Progress::Layer { done, .. }| {
         pb.set_position(done as u64)
@@ -368,6 +403,76 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
             extra: json!({}),
         },
     )
+}
+
+/// `compress --streaming`: the low-rank run writing layer by layer (resumable).
+fn compress_streaming(
+    ui: &Ui,
+    a: &CompressArgs,
+    ckpt: &Checkpoint,
+    opts: &llm_compress::lowrank::LowRankOptions,
+) -> CliResult {
+    use llm_compress::streaming::{
+        compress_low_rank_streaming, StreamOutcome, StreamProgress, StreamingOptions,
+    };
+    if a.dense {
+        return Err(EvalError::Input(
+            "--streaming writes the compact form only, not --dense".into(),
+        )
+        .into());
+    }
+    let stream = StreamingOptions {
+        resume: a.resume,
+        method_json: Some(json!({
+            "name": opts.method.name(), "ratio": a.ratio, "update": a.update,
+            "whiten_from": a.whiten_from,
+        })),
+        calibration_json: Some(json!({
+            "text": a.calib, "windows": a.calib_windows, "seq_len": a.seq_len, "seed": a.seed,
+        })),
+    };
+    let pb = ui.bar(ckpt.config.num_layers as u64, "layers");
+    let outcome = compress_low_rank_streaming(ckpt, opts, &a.out, &stream, |p: StreamProgress| {
+        pb.set_position(p.done as u64);
+        pb.set_message(format!("{:.0} s/layer", p.layer_s));
+        std::ops::ControlFlow::Continue(())
+    })?;
+    pb.finish_and_clear();
+    let StreamOutcome::Finished(report) = outcome else {
+        return Err(
+            EvalError::Input("the streamed run stopped before the last layer".into()).into(),
+        );
+    };
+    let peak = llm_compress_eval::sys::peak_rss_bytes();
+    let kept = report.linear_params_after as f64 / report.linear_params_before as f64;
+    if ui.json {
+        println!(
+            "{}",
+            json!({
+                "out": a.out, "method": opts.method.name(), "ratio": a.ratio, "streaming": true,
+                "linear_params_before": report.linear_params_before,
+                "linear_params_after": report.linear_params_after, "kept_fraction": kept,
+                "wall_s": report.wall_s, "walk_s": report.walk_s,
+                "factorize_s": report.factorize_s, "peak_rss_bytes": peak,
+            })
+        );
+    } else {
+        println!("wrote        {}", a.out.display());
+        println!(
+            "linear params {} -> {} ({:.1}% kept)",
+            report.linear_params_before,
+            report.linear_params_after,
+            100.0 * kept
+        );
+        println!(
+            "time         {:.1} s (walk {:.1} s, factorise {:.1} s; this process)",
+            report.wall_s, report.walk_s, report.factorize_s
+        );
+        if let Some(p) = peak {
+            println!("peak RSS     {} MiB", p >> 20);
+        }
+    }
+    Ok(())
 }
 
 /// What a compression produced, for [`CompressArgs::write_and_report`].

@@ -184,6 +184,123 @@ fn observe_only(
     obs.finish()
 }
 
+/// The hidden states of the calibration windows between two decoder layers: the inputs of
+/// layer `next_layer` in each stream the walk runs. Saving it after every layer
+/// ([`WalkState::save`]) is what lets an interrupted walk resume ([`walk_layers_from`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WalkState {
+    /// The decoder layer these states are the inputs of.
+    pub next_layer: usize,
+    /// Hidden states of the original model's stream (`hidden × seq_len` per window), empty when
+    /// the walk does not run it.
+    pub original: Vec<Mat<f32>>,
+    /// Hidden states of the compressed prefix's stream, empty when the walk does not run it.
+    pub compressed: Vec<Mat<f32>>,
+}
+
+impl WalkState {
+    /// The embedded windows: the inputs of layer 0 in the streams `stats_from` needs.
+    pub fn start(
+        base: &Model,
+        windows: &[Vec<u32>],
+        stats_from: StatsFrom,
+    ) -> Result<Self, EvalError> {
+        let embed = |w: &Vec<u32>| base.embed(w);
+        let streams = |on: bool| -> Result<Vec<Mat<f32>>, EvalError> {
+            if on {
+                windows.iter().map(embed).collect()
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        Ok(Self {
+            next_layer: 0,
+            original: streams(matches!(stats_from, StatsFrom::Original | StatsFrom::Both))?,
+            compressed: streams(matches!(
+                stats_from,
+                StatsFrom::Compressed | StatsFrom::Both
+            ))?,
+        })
+    }
+
+    /// Write the states to `path` (f32 safetensors, atomically: a crash leaves the previous
+    /// file or none). The layer index goes in the metadata.
+    pub fn save(&self, path: &std::path::Path) -> Result<(), EvalError> {
+        use llm_compress_tensor_io::compact::TensorSource;
+        let mut tensors = BTreeMap::new();
+        for (stream, states) in [
+            ("original", &self.original),
+            ("compressed", &self.compressed),
+        ] {
+            for (i, h) in states.iter().enumerate() {
+                tensors.insert(format!("{stream}.{i:05}"), TensorSource::Matrix(h.as_ref()));
+            }
+        }
+        let headers: Vec<llm_compress_tensor_io::safetensors::TensorHeader> = tensors
+            .iter()
+            .map(
+                |(name, t)| llm_compress_tensor_io::safetensors::TensorHeader {
+                    name: name.clone(),
+                    dtype: t.dtype(),
+                    shape: t.shape(),
+                },
+            )
+            .collect();
+        let sources: Vec<&TensorSource> = tensors.values().collect();
+        let mut meta = BTreeMap::new();
+        meta.insert("next_layer".to_string(), self.next_layer.to_string());
+        llm_compress_tensor_io::safetensors::write_safetensors_with(
+            path,
+            &headers,
+            &meta,
+            |i, w| sources[i].write_to(w),
+        )?;
+        Ok(())
+    }
+
+    /// Read states written by [`WalkState::save`], checking that every window is
+    /// `hidden × seq_len`.
+    pub fn load(path: &std::path::Path, hidden: usize, seq_len: usize) -> Result<Self, EvalError> {
+        let f = llm_compress_tensor_io::safetensors::SafetensorsFile::open(path)?;
+        let next_layer = f
+            .metadata()
+            .get("next_layer")
+            .and_then(|v| v.parse::<usize>().ok())
+            .ok_or_else(|| {
+                EvalError::Input(format!(
+                    "{}: no `next_layer` in the metadata of a walk state",
+                    path.display()
+                ))
+            })?;
+        let mut state = Self {
+            next_layer,
+            original: Vec::new(),
+            compressed: Vec::new(),
+        };
+        for name in f.tensors().keys() {
+            let (shape, data) = f.tensor_f32(name)?;
+            if shape != [hidden, seq_len] {
+                return Err(EvalError::Input(format!(
+                    "{}: state {name} has shape {shape:?}, expected [{hidden}, {seq_len}]",
+                    path.display()
+                )));
+            }
+            let h = crate::model::mat_from_row_major(hidden, seq_len, &data);
+            match name.split_once('.') {
+                Some(("original", _)) => state.original.push(h),
+                Some(("compressed", _)) => state.compressed.push(h),
+                _ => {
+                    return Err(EvalError::Input(format!(
+                        "{}: unexpected tensor {name} in a walk state",
+                        path.display()
+                    )))
+                }
+            }
+        }
+        Ok(state)
+    }
+}
+
 /// Walk the decoder of `ckpt` one layer at a time over `windows`.
 ///
 /// `base` holds the embedding and RoPE table (see [`Model::load_without_layers`]).
@@ -195,42 +312,78 @@ pub fn walk_layers(
     windows: &[Vec<u32>],
     request: StatsRequest,
     stats_from: StatsFrom,
-    mut compress: impl FnMut(usize, &mut DecoderLayer, &LayerCalibration) -> Result<(), EvalError>,
+    compress: impl FnMut(usize, &mut DecoderLayer, &LayerCalibration) -> Result<(), EvalError>,
     mut progress: impl FnMut(WalkEvent),
 ) -> Result<Vec<DecoderLayer>, EvalError> {
+    let mut state = WalkState::start(base, windows, stats_from)?;
+    let mut out = Vec::with_capacity(ckpt.config.num_layers);
+    walk_layers_from(
+        ckpt,
+        base,
+        &mut state,
+        request,
+        stats_from,
+        compress,
+        |l, layer, _| {
+            out.push(layer);
+            progress(WalkEvent::LayerDone {
+                layer: l,
+                layers: ckpt.config.num_layers,
+            });
+            Ok(std::ops::ControlFlow::Continue(()))
+        },
+    )?;
+    Ok(out)
+}
+
+/// The walk of [`walk_layers`] from `state` (the inputs of layer `state.next_layer`) to the
+/// last layer, handing each compressed layer to `finished(l, layer, state)` instead of keeping
+/// it: `state` then holds the inputs of layer `l + 1`, so the caller can write the layer and
+/// save the state, and a later call resumes from there; `finished` returning
+/// `ControlFlow::Break(())` ends the walk there. Memory: one layer, its statistics and the
+/// states, whatever the depth.
+pub fn walk_layers_from(
+    ckpt: &Checkpoint,
+    base: &Model,
+    state: &mut WalkState,
+    request: StatsRequest,
+    stats_from: StatsFrom,
+    mut compress: impl FnMut(usize, &mut DecoderLayer, &LayerCalibration) -> Result<(), EvalError>,
+    mut finished: impl FnMut(
+        usize,
+        DecoderLayer,
+        &WalkState,
+    ) -> Result<std::ops::ControlFlow<()>, EvalError>,
+) -> Result<(), EvalError> {
     let n_layers = ckpt.config.num_layers;
-    let embed = |w: &Vec<u32>| base.embed(w);
     let use_orig = matches!(stats_from, StatsFrom::Original | StatsFrom::Both);
     let use_comp = matches!(stats_from, StatsFrom::Compressed | StatsFrom::Both);
-    let mut orig: Vec<Mat<f32>> = if use_orig {
-        windows.iter().map(embed).collect::<Result<_, _>>()?
-    } else {
-        Vec::new()
-    };
-    let mut comp: Vec<Mat<f32>> = if use_comp {
-        windows.iter().map(embed).collect::<Result<_, _>>()?
-    } else {
-        Vec::new()
-    };
+    if use_orig == state.original.is_empty() || use_comp == state.compressed.is_empty() {
+        return Err(EvalError::Input(format!(
+            "walk state holds the streams ({} original, {} compressed windows) of another \
+             statistics mode than {stats_from:?}",
+            state.original.len(),
+            state.compressed.len()
+        )));
+    }
     tracing::debug!(
         rss_mib = crate::sys::rss_bytes().unwrap_or(0) >> 20,
         peak_mib = crate::sys::peak_rss_bytes().unwrap_or(0) >> 20,
         "calibration states ready"
     );
-    let mut out = Vec::with_capacity(n_layers);
-    for l in 0..n_layers {
+    for l in state.next_layer..n_layers {
         let mut layer = DecoderLayer::load(ckpt, l)?;
         let last = l + 1 == n_layers;
         // Statistics of the compressed prefix: the dense layer on the compressed stream. The
         // states are kept: the compressed layer must run on these same inputs afterwards.
-        let comp_stats = use_comp.then(|| observe_only(base, &layer, &comp, request));
+        let comp_stats = use_comp.then(|| observe_only(base, &layer, &state.compressed, request));
         // Original stream: statistics and the next layer's inputs in one pass.
         let orig_stats = if use_orig {
             if last {
                 // The outputs are not needed.
-                Some(observe_only(base, &layer, &orig, request))
+                Some(observe_only(base, &layer, &state.original, request))
             } else {
-                run_layer(base, &layer, &mut orig, Some(request))
+                run_layer(base, &layer, &mut state.original, Some(request))
             }
         } else {
             None
@@ -242,15 +395,14 @@ pub fn walk_layers(
         compress(l, &mut layer, &calib)?;
         drop(calib);
         if use_comp && !last {
-            run_layer(base, &layer, &mut comp, None);
+            run_layer(base, &layer, &mut state.compressed, None);
         }
-        out.push(layer);
-        progress(WalkEvent::LayerDone {
-            layer: l,
-            layers: n_layers,
-        });
+        state.next_layer = l + 1;
+        if finished(l, layer, state)?.is_break() {
+            break;
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -26,9 +26,10 @@ pub mod sys;
 pub mod testing;
 
 pub use calibration::{
-    calibration_windows, walk_layers, CalibrationConfig, LayerCalibration, StatsFrom, WalkEvent,
+    calibration_windows, walk_layers, walk_layers_from, CalibrationConfig, LayerCalibration,
+    StatsFrom, WalkEvent, WalkState,
 };
 pub use data::{data_dir, jsonl_text, wikitext_rows_text, TextSource};
 pub use error::EvalError;
 pub use model::{DecoderLayer, LayerObserver, Model, Rope};
-pub use perplexity::{perplexity, PerplexityOptions, PerplexityReport};
+pub use perplexity::{perplexity, perplexity_streamed, PerplexityOptions, PerplexityReport};

@@ -454,6 +454,39 @@ impl Model {
         ))
     }
 
+    /// Final hidden states (after the final norm) of `windows`, with the decoder layers read
+    /// from `ckpt` **one at a time** and dropped after use: the forward pass of a model whose
+    /// layers do not fit in memory together (a 7B checkpoint on a laptop). `self` provides the
+    /// embedding, final norm and RoPE table ([`Model::load_without_layers`]); its own `layers`
+    /// are not used. Each layer is loaded once for all windows.
+    pub fn hidden_states_streamed(
+        &self,
+        ckpt: &Checkpoint,
+        windows: &[Vec<u32>],
+    ) -> Result<Vec<Mat<f32>>, EvalError> {
+        if let Some(w) = windows.iter().find(|w| w.len() > self.rope.max_positions()) {
+            return Err(EvalError::Input(format!(
+                "window of {} tokens exceeds max_position_embeddings {}",
+                w.len(),
+                self.rope.max_positions()
+            )));
+        }
+        let mut hs = windows
+            .iter()
+            .map(|w| self.embed(w))
+            .collect::<Result<Vec<_>, _>>()?;
+        for l in 0..ckpt.config.num_layers {
+            let layer = DecoderLayer::load(ckpt, l)?;
+            for h in &mut hs {
+                layer.forward(&self.config, &self.rope, h, None);
+            }
+        }
+        Ok(hs
+            .iter()
+            .map(|h| rms_norm(h.as_ref(), &self.norm, self.config.rms_norm_eps as f32))
+            .collect())
+    }
+
     /// Logits of one window, `vocab × T` (memory: vocab·T floats; perplexity avoids this).
     pub fn logits(&self, tokens: &[u32]) -> Result<Mat<f32>, EvalError> {
         let x = self.hidden_states(tokens)?;

@@ -123,7 +123,12 @@ impl Checkpoint {
     fn open_dir(dir: &Path) -> Result<Self, IoError> {
         if dir.join(compact::MANIFEST).exists() {
             let manifest = compact::read_manifest(dir, true)?;
-            let mut ck = Self::open_safetensors(dir, vec![dir.join(compact::TENSORS)])?;
+            let files = manifest
+                .tensor_file_names()
+                .iter()
+                .map(|n| dir.join(n))
+                .collect();
+            let mut ck = Self::open_safetensors(dir, files)?;
             ck.manifest = Some(manifest);
             return Ok(ck);
         }
@@ -250,9 +255,11 @@ impl Checkpoint {
     /// Decoder linear `id` in its stored representation: the manifest's (low-rank, ...) for a
     /// compact output folder, a dense matrix otherwise.
     pub fn linear(&self, id: LinearId) -> Result<Linear, IoError> {
-        if let (Some(m), Source::Safetensors { shards, .. }) = (&self.manifest, &self.source) {
+        if let (Some(m), Source::Safetensors { shards, index }) = (&self.manifest, &self.source) {
             if let Some(repr) = m.linears.get(&id.to_string()) {
-                let lin = compact::linear_from_tensors_cached(repr, &shards[0], &self.basis_cache)?;
+                let shard = index.get(repr.first_tensor()).copied().unwrap_or(0);
+                let lin =
+                    compact::linear_from_tensors_cached(repr, &shards[shard], &self.basis_cache)?;
                 let want = self.config.linear_shape(id.kind);
                 if lin.shape() != want {
                     return Err(IoError::InvalidField {

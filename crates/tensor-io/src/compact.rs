@@ -28,9 +28,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 
 /// Newest version this crate reads and writes; readers reject newer versions. Version 2 adds
-/// [`LinearRepr::QuantizedSparse`]; a manifest records the lowest version able to read it
-/// ([`required_version`]).
-pub const FORMAT_VERSION: u32 = 2;
+/// [`LinearRepr::QuantizedSparse`], version 3 sharded tensor files
+/// ([`Manifest::tensor_files`]); a manifest records the lowest version able to read it
+/// ([`required_version`], [`SHARDED_VERSION`]).
+pub const FORMAT_VERSION: u32 = 3;
+/// The format version of a folder whose tensors are sharded ([`Manifest::tensor_files`]).
+pub const SHARDED_VERSION: u32 = 3;
 /// File name of the manifest inside an output folder.
 pub const MANIFEST: &str = "manifest.json";
 /// File name of the tensor file inside an output folder.
@@ -127,6 +130,18 @@ pub enum LinearRepr {
 }
 
 impl LinearRepr {
+    /// The name of one tensor this linear reads (in a sharded folder, the file holding it holds
+    /// all of the linear's tensors).
+    pub fn first_tensor(&self) -> &str {
+        match self {
+            LinearRepr::Dense { tensor, .. } => tensor,
+            LinearRepr::LowRank { first, .. } => first.first_tensor(),
+            LinearRepr::Sparse { values, .. } => values,
+            LinearRepr::Shared { coeff, .. } => coeff.first_tensor(),
+            LinearRepr::Quantized { data, .. } | LinearRepr::QuantizedSparse { data, .. } => data,
+        }
+    }
+
     /// The lowest format version that can read this representation.
     pub fn required_version(&self) -> u32 {
         match self {
@@ -184,8 +199,27 @@ pub struct Manifest {
     pub linear_params_before: usize,
     /// Decoder-linear parameters stored (a shared basis once).
     pub linear_params_after: usize,
-    /// SHA-256 of `model.safetensors` (hex).
+    /// SHA-256 of the tensor file(s) (hex): of `model.safetensors`, or of the bytes of every
+    /// file in [`Manifest::tensor_files`] concatenated in that order.
     pub tensors_sha256: String,
+    /// The tensor files when the tensors are sharded (format version 3; written by the
+    /// layer-streamed writer, one file per decoder layer): plain file names inside the folder,
+    /// in order. Empty means the single file `model.safetensors`. Every linear's tensors live
+    /// in one file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tensor_files: Vec<String>,
+}
+
+impl Manifest {
+    /// The tensor files of the folder, in order: [`Manifest::tensor_files`], or
+    /// `model.safetensors`.
+    pub fn tensor_file_names(&self) -> Vec<String> {
+        if self.tensor_files.is_empty() {
+            vec![TENSORS.to_string()]
+        } else {
+            self.tensor_files.clone()
+        }
+    }
 }
 
 /// A tensor to be written, borrowed from where it lives (no copy is made for f32 data).
@@ -842,11 +876,22 @@ pub fn read_manifest(dir: &Path, verify_hash: bool) -> Result<Manifest, IoError>
             ),
         });
     }
+    let names = m.tensor_file_names();
+    for name in &names {
+        if name.contains('/') || name.contains('\\') || name.starts_with('.') {
+            return Err(IoError::InvalidField {
+                path: mpath,
+                field: "tensor_files".into(),
+                detail: format!("`{name}` is not a plain file name"),
+            });
+        }
+    }
     if verify_hash {
-        let got = file_sha256(&dir.join(TENSORS))?;
+        let paths: Vec<std::path::PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+        let got = files_sha256(&paths)?;
         if got != m.tensors_sha256 {
             return Err(IoError::InvalidField {
-                path: dir.join(TENSORS),
+                path: paths[0].clone(),
                 field: "tensors_sha256".into(),
                 detail: format!(
                     "file hash {got} differs from the manifest's {}",
@@ -919,6 +964,7 @@ mod tests {
             linear_params_before: 15,
             linear_params_after: 16,
             tensors_sha256: String::new(),
+            tensor_files: Vec::new(),
         };
         write_compact(dir.path(), &tensors, &serde_json::json!({}), None, manifest).unwrap();
         let m = read_manifest(dir.path(), true).unwrap();

@@ -183,7 +183,35 @@ impl SafetensorsFile {
                 })
             }
         };
+        self.release(info.begin, info.end);
         Ok((info.shape.clone(), data))
+    }
+
+    /// Drop the mapped pages of bytes `begin..end` from this process's resident set once they
+    /// have been copied out (`madvise(MADV_DONTNEED)`; the kernel's page cache keeps them).
+    /// Without this, a layer-streamed walk over a 13 GB checkpoint would end with every page it
+    /// ever read counted in its RSS. Best effort: a failure only leaves the pages resident.
+    fn release(&self, begin: usize, end: usize) {
+        #[cfg(unix)]
+        {
+            const PAGE: usize = 4096;
+            // Whole pages inside the range only: a page shared with a neighbouring tensor stays.
+            let first = begin.div_ceil(PAGE) * PAGE;
+            let last = end / PAGE * PAGE;
+            if last > first {
+                // SAFETY: the map is read-only and file-backed, so discarding its pages loses
+                // nothing: a later read faults them in again from the file, with the same bytes.
+                let _ = unsafe {
+                    self.map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        first,
+                        last - first,
+                    )
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (begin, end);
     }
 }
 
