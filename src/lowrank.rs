@@ -256,14 +256,33 @@ pub(crate) fn low_rank_layer(
     layer: &DecoderLayer,
     calib: &LayerCalibration,
 ) -> Result<Vec<(LinearKind, Linear)>, EvalError> {
-    let orig = match opts.whiten_from {
+    let chol = whitening_factors(opts, l, calib)?;
+    factorize_layer(opts, compressor, l, layer, calib, &chol)
+}
+
+/// The statistics the whitening reads (`opts.whiten_from`'s stream).
+fn whitening_stats<'a>(
+    opts: &LowRankOptions,
+    calib: &'a LayerCalibration,
+) -> Result<&'a llm_compress_eval::calibration::InputStatsMap, EvalError> {
+    match opts.whiten_from {
         StatsFrom::Compressed => calib.compressed.as_ref(),
         _ => calib.original.as_ref(),
     }
-    .ok_or_else(|| EvalError::Input("walk returned no whitening statistics".into()))?;
-    // Whitening: one Cholesky per distinct input (q/k/v share one, gate/up share one), then
-    // the factorisations in parallel.
-    let chol: BTreeMap<LinearInput, Mat<f64>> = if opts.method == LowRankMethod::SvdLlm {
+    .ok_or_else(|| EvalError::Input("walk returned no whitening statistics".into()))
+}
+
+/// SVD-LLM's whitening of layer `l`: one robust Cholesky factor per distinct input of
+/// `opts.kinds` (q/k/v share one, gate/up share one), computed in parallel; empty for the
+/// other methods. Once they exist the whitening Grams are no longer needed
+/// ([`release_whitening_grams`]).
+pub(crate) fn whitening_factors(
+    opts: &LowRankOptions,
+    l: usize,
+    calib: &LayerCalibration,
+) -> Result<BTreeMap<LinearInput, Mat<f64>>, EvalError> {
+    let orig = whitening_stats(opts, calib)?;
+    Ok(if opts.method == LowRankMethod::SvdLlm {
         let inputs: BTreeSet<LinearInput> = opts.kinds.iter().map(|k| k.input()).collect();
         inputs
             .into_par_iter()
@@ -282,7 +301,43 @@ pub(crate) fn low_rank_layer(
             .collect::<Result<_, _>>()?
     } else {
         BTreeMap::new()
-    };
+    })
+}
+
+/// Drop the Grams of `calib` that nothing reads once the Cholesky factors `chol` exist: for
+/// SVD-LLM every Gram except the compressed-prefix ones the update refits with (1.3 GiB per
+/// layer of a 7B model, in f64).
+pub(crate) fn release_whitening_grams(
+    opts: &LowRankOptions,
+    calib: &mut LayerCalibration,
+    chol: &BTreeMap<LinearInput, Mat<f64>>,
+) {
+    for (stream, keep) in [
+        (&mut calib.original, false),
+        (&mut calib.compressed, opts.update),
+    ] {
+        if keep {
+            continue;
+        }
+        for (input, stats) in stream.iter_mut().flatten() {
+            if chol.contains_key(input) {
+                stats.gram = None;
+            }
+        }
+    }
+}
+
+/// The factorisations of layer `l` (in parallel over the linears), given the whitening
+/// factors of [`whitening_factors`].
+pub(crate) fn factorize_layer(
+    opts: &LowRankOptions,
+    compressor: &dyn MatrixCompressor,
+    l: usize,
+    layer: &DecoderLayer,
+    calib: &LayerCalibration,
+    chol: &BTreeMap<LinearInput, Mat<f64>>,
+) -> Result<Vec<(LinearKind, Linear)>, EvalError> {
+    let orig = whitening_stats(opts, calib)?;
     opts.kinds
         .par_iter()
         .map(|&kind| -> Result<_, EvalError> {

@@ -33,7 +33,10 @@
 //! ```
 
 use crate::export::{base_tensors, layer_norm_tensors};
-use crate::lowrank::{low_rank_layer, low_rank_request, LowRankOptions, LowRankReport};
+use crate::lowrank::{
+    factorize_layer, low_rank_request, release_whitening_grams, whitening_factors, LowRankOptions,
+    LowRankReport,
+};
 use llm_compress_core::{LinearId, LinearKind, Mat};
 use llm_compress_eval::{
     calibration_windows, walk_layers_from, EvalError, LayerCalibration, Model, WalkState,
@@ -239,9 +242,13 @@ pub fn compress_low_rank_streaming(
             &mut state,
             request,
             stats_from,
-            |l, layer, calib: &LayerCalibration| {
+            |l, layer, mut calib: LayerCalibration| {
                 let t = Instant::now();
-                for (kind, lin) in low_rank_layer(opts, compressor.as_ref(), l, layer, calib)? {
+                let chol = whitening_factors(opts, l, &calib)?;
+                release_whitening_grams(opts, &mut calib, &chol);
+                let new = factorize_layer(opts, compressor.as_ref(), l, layer, &calib, &chol)?;
+                drop((calib, chol));
+                for (kind, lin) in new {
                     *layer.linear_mut(kind) = lin;
                 }
                 factorize_s.set(t.elapsed().as_secs_f64());

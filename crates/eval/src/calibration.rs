@@ -312,7 +312,7 @@ pub fn walk_layers(
     windows: &[Vec<u32>],
     request: StatsRequest,
     stats_from: StatsFrom,
-    compress: impl FnMut(usize, &mut DecoderLayer, &LayerCalibration) -> Result<(), EvalError>,
+    mut compress: impl FnMut(usize, &mut DecoderLayer, &LayerCalibration) -> Result<(), EvalError>,
     mut progress: impl FnMut(WalkEvent),
 ) -> Result<Vec<DecoderLayer>, EvalError> {
     let mut state = WalkState::start(base, windows, stats_from)?;
@@ -323,7 +323,7 @@ pub fn walk_layers(
         &mut state,
         request,
         stats_from,
-        compress,
+        |l, layer, calib| compress(l, layer, &calib),
         |l, layer, _| {
             out.push(layer);
             progress(WalkEvent::LayerDone {
@@ -348,7 +348,7 @@ pub fn walk_layers_from(
     state: &mut WalkState,
     request: StatsRequest,
     stats_from: StatsFrom,
-    mut compress: impl FnMut(usize, &mut DecoderLayer, &LayerCalibration) -> Result<(), EvalError>,
+    mut compress: impl FnMut(usize, &mut DecoderLayer, LayerCalibration) -> Result<(), EvalError>,
     mut finished: impl FnMut(
         usize,
         DecoderLayer,
@@ -392,8 +392,7 @@ pub fn walk_layers_from(
             original: orig_stats,
             compressed: comp_stats,
         };
-        compress(l, &mut layer, &calib)?;
-        drop(calib);
+        compress(l, &mut layer, calib)?;
         if use_comp && !last {
             run_layer(base, &layer, &mut state.compressed, None);
         }
