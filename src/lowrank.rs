@@ -257,7 +257,7 @@ pub(crate) fn low_rank_layer(
     calib: &LayerCalibration,
 ) -> Result<Vec<(LinearKind, Linear)>, EvalError> {
     let chol = whitening_factors(opts, l, calib)?;
-    factorize_layer(opts, compressor, l, layer, calib, &chol)
+    factorize_layer(opts, compressor, l, layer, calib, &chol, true)
 }
 
 /// The statistics the whitening reads (`opts.whiten_from`'s stream).
@@ -327,8 +327,10 @@ pub(crate) fn release_whitening_grams(
     }
 }
 
-/// The factorisations of layer `l` (in parallel over the linears), given the whitening
-/// factors of [`whitening_factors`].
+/// The factorisations of layer `l`, given the whitening factors of [`whitening_factors`]: in
+/// parallel over the linears when `parallel` (faster on small matrices), else one after the
+/// other (each factorisation is itself parallel; peak memory is one factorisation's, which
+/// for a 7B MLP matrix and the exact SVD is about 3 GB).
 pub(crate) fn factorize_layer(
     opts: &LowRankOptions,
     compressor: &dyn MatrixCompressor,
@@ -336,38 +338,41 @@ pub(crate) fn factorize_layer(
     layer: &DecoderLayer,
     calib: &LayerCalibration,
     chol: &BTreeMap<LinearInput, Mat<f64>>,
+    parallel: bool,
 ) -> Result<Vec<(LinearKind, Linear)>, EvalError> {
     let orig = whitening_stats(opts, calib)?;
-    opts.kinds
-        .par_iter()
-        .map(|&kind| -> Result<_, EvalError> {
-            let id = LinearId { layer: l, kind };
-            let w = layer.linear(kind).to_dense();
-            let stats = orig
-                .get(&kind.input())
-                .ok_or_else(|| EvalError::Input(format!("no statistics for {id}")))?;
-            let mut lin = match chol.get(&kind.input()) {
-                Some(lf) => SvdLlm::new(opts.ratio)
-                    .factorize_with_cholesky(id, w.as_ref(), lf.as_ref())?
-                    .to_linear()?,
-                None => compressor.compress(id, w.as_ref(), stats)?,
-            };
-            if opts.update {
-                let comp = calib
-                    .compressed
-                    .as_ref()
-                    .and_then(|c| c.get(&kind.input()))
-                    .and_then(|s| s.gram.as_ref())
-                    .ok_or_else(|| {
-                        EvalError::Input("update needs the compressed-prefix Gram".into())
-                    })?;
-                if let Linear::LowRank { first, .. } = &lin {
-                    let f = first.to_dense();
-                    let second = closed_form_update(f.as_ref(), w.as_ref(), comp.as_ref())?;
-                    lin = Linear::low_rank(Linear::Dense(f), Linear::Dense(second))?;
-                }
+    let one = |&kind: &LinearKind| -> Result<_, EvalError> {
+        let id = LinearId { layer: l, kind };
+        let w = layer.linear(kind).to_dense();
+        let stats = orig
+            .get(&kind.input())
+            .ok_or_else(|| EvalError::Input(format!("no statistics for {id}")))?;
+        let mut lin = match chol.get(&kind.input()) {
+            Some(lf) => SvdLlm::new(opts.ratio)
+                .factorize_with_cholesky(id, w.as_ref(), lf.as_ref())?
+                .to_linear()?,
+            None => compressor.compress(id, w.as_ref(), stats)?,
+        };
+        if opts.update {
+            let comp = calib
+                .compressed
+                .as_ref()
+                .and_then(|c| c.get(&kind.input()))
+                .and_then(|s| s.gram.as_ref())
+                .ok_or_else(|| {
+                    EvalError::Input("update needs the compressed-prefix Gram".into())
+                })?;
+            if let Linear::LowRank { first, .. } = &lin {
+                let f = first.to_dense();
+                let second = closed_form_update(f.as_ref(), w.as_ref(), comp.as_ref())?;
+                lin = Linear::low_rank(Linear::Dense(f), Linear::Dense(second))?;
             }
-            Ok((kind, lin))
-        })
-        .collect()
+        }
+        Ok((kind, lin))
+    };
+    if parallel {
+        opts.kinds.par_iter().map(one).collect()
+    } else {
+        opts.kinds.iter().map(one).collect()
+    }
 }

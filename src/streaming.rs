@@ -246,7 +246,8 @@ pub fn compress_low_rank_streaming(
                 let t = Instant::now();
                 let chol = whitening_factors(opts, l, &calib)?;
                 release_whitening_grams(opts, &mut calib, &chol);
-                let new = factorize_layer(opts, compressor.as_ref(), l, layer, &calib, &chol)?;
+                let new =
+                    factorize_layer(opts, compressor.as_ref(), l, layer, &calib, &chol, false)?;
                 drop((calib, chol));
                 for (kind, lin) in new {
                     *layer.linear_mut(kind) = lin;

@@ -101,27 +101,30 @@ pub fn robust_cholesky(
     check_options(opts)?;
     check_finite(g, "robust_cholesky: Gram")?;
 
-    // Symmetric copy built from the lower triangle.
-    let mut a = Mat::<f64>::from_fn(n, n, |i, j| if i >= j { g[(i, j)] } else { g[(j, i)] });
-
-    let mut dead_channels = 0;
-    if opts.fix_dead_channels {
-        for j in 0..n {
-            if a[(j, j)] == 0.0 {
-                a[(j, j)] = 1.0;
-                dead_channels += 1;
-            }
+    // The diagonal after the dead-channel fix (the factorisations apply the same fix). The
+    // direct attempt reads `g` itself: no n × n copy besides the factor (for an 11008-wide
+    // Gram a copy is 0.9 GiB).
+    let fix = |v: f64| {
+        if opts.fix_dead_channels && v == 0.0 {
+            1.0
+        } else {
+            v
         }
-        if dead_channels > 0 {
-            tracing::warn!(
-                dead_channels,
-                dim = n,
-                "robust_cholesky: zero diagonal entries (dead input channels) set to 1"
-            );
-        }
+    };
+    let dead_channels = if opts.fix_dead_channels {
+        (0..n).filter(|&j| g[(j, j)] == 0.0).count()
+    } else {
+        0
+    };
+    if dead_channels > 0 {
+        tracing::warn!(
+            dead_channels,
+            dim = n,
+            "robust_cholesky: zero diagonal entries (dead input channels) set to 1"
+        );
     }
 
-    let trace: f64 = (0..n).map(|j| a[(j, j)]).sum();
+    let trace: f64 = (0..n).map(|j| fix(g[(j, j)])).sum();
     let mean_eig = if n > 0 { trace / n as f64 } else { 0.0 };
     let eps = opts.eps_abs.max(opts.eps_rel * mean_eig);
     let mut report = CholeskyReport {
@@ -135,7 +138,7 @@ pub fn robust_cholesky(
         attempts: 1,
     };
 
-    let failure = match try_llt(a.as_ref(), opts.eps_rel * mean_eig) {
+    let failure = match try_llt(g, opts.fix_dead_channels, opts.eps_rel * mean_eig) {
         Ok(l) => {
             report.direct = true;
             return Ok((l, report));
@@ -148,6 +151,16 @@ pub fn robust_cholesky(
         "robust_cholesky: Cholesky failed, falling back to an eigen-shift"
     );
     report.failure = Some(failure);
+    // Symmetric copy built from the lower triangle, dead channels fixed.
+    let a = Mat::<f64>::from_fn(n, n, |i, j| {
+        if i == j {
+            fix(g[(i, i)])
+        } else if i > j {
+            g[(i, j)]
+        } else {
+            g[(j, i)]
+        }
+    });
 
     let lambda_min = smallest_eigenvalue(a.as_ref())?;
     report.lambda_min = Some(lambda_min);
@@ -175,7 +188,7 @@ pub fn robust_cholesky(
             "robust_cholesky: eigen-shift applied"
         );
         // After the shift every pivot is ≥ λ_min = floor in exact arithmetic.
-        match try_llt(shifted.as_ref(), 0.5 * floor) {
+        match try_llt(shifted.as_ref(), false, 0.5 * floor) {
             Ok(l) => return Ok((l, report)),
             Err(reason) => tracing::warn!(
                 dim = n,
@@ -207,12 +220,20 @@ fn check_options(opts: &CholeskyOptions) -> Result<(), CoreError> {
     Ok(())
 }
 
-/// Cholesky of the symmetric `a` (lower triangle read); rejects non-positive pivots, pivots
-/// `L_jj² < min_pivot_sq` and non-finite factors.
-fn try_llt(a: MatRef<'_, f64>, min_pivot_sq: f64) -> Result<Mat<f64>, String> {
+/// Cholesky of the symmetric `a` (lower triangle read; with `fix_dead`, zero diagonal entries
+/// taken as 1); rejects non-positive pivots, pivots `L_jj² < min_pivot_sq` and non-finite
+/// factors.
+fn try_llt(a: MatRef<'_, f64>, fix_dead: bool, min_pivot_sq: f64) -> Result<Mat<f64>, String> {
     let n = a.nrows();
     let mut l = Mat::<f64>::zeros(n, n);
     l.copy_from_triangular_lower(a);
+    if fix_dead {
+        for j in 0..n {
+            if l[(j, j)] == 0.0 {
+                l[(j, j)] = 1.0;
+            }
+        }
+    }
     let par = par();
     let mut mem = MemBuffer::new(cholesky_in_place_scratch::<f64>(n, par, Default::default()));
     cholesky_in_place(
