@@ -32,6 +32,7 @@ pub mod lowrank;
 pub mod pipeline;
 pub mod quant;
 pub mod sparsity;
+pub mod synth;
 #[doc(hidden)]
 pub mod testing;
 
