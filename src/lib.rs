@@ -33,6 +33,7 @@ pub mod pipeline;
 pub mod quant;
 pub mod sparsity;
 pub mod streaming;
+pub mod synth;
 #[doc(hidden)]
 pub mod testing;
 

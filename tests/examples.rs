@@ -99,3 +99,57 @@ fn custom_pipeline_then_embed_and_inspect_its_output() {
     let dense = run(example("inspect").arg(&model));
     assert!(dense.contains("q=dense"), "{dense}");
 }
+
+/// `synth_model` writes a tiny checkpoint that opens, and refuses bad arguments with exit
+/// code 2 and a message naming the problem.
+#[test]
+fn synth_model_writes_a_checkpoint_and_refuses_bad_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder: PathBuf = dir.path().join("tiny");
+    let out = run(example("synth_model")
+        .args(["--shape", "tiny", "--layers", "3", "--seed", "9", "--out"])
+        .arg(&folder));
+    assert!(out.contains("wrote 30 tensors"), "{out}");
+    assert!(out.contains("shard 1/1"), "{out}");
+    let ckpt = llm_compress_tensor_io::Checkpoint::open(&folder).unwrap();
+    assert_eq!(ckpt.config.num_layers, 3);
+    let quiet = run(example("synth_model")
+        .args(["--shape", "tiny", "--quiet", "--out"])
+        .arg(&folder));
+    assert!(quiet.is_empty(), "--quiet printed:\n{quiet}");
+    for (args, says) in [
+        (
+            vec!["--shape", "gpt-9", "--out", "x"],
+            "unknown shape `gpt-9`",
+        ),
+        (vec!["--shape", "tiny"], "--out is required"),
+        (vec!["--out", "x"], "--shape is required"),
+        (
+            vec!["--shape", "tiny", "--out", "x", "--layers", "-1"],
+            "--layers",
+        ),
+        (
+            vec!["--shape", "tiny", "--out", "x", "--layers", "0"],
+            "--layers 0",
+        ),
+        (
+            vec!["--shape", "tiny", "--out", "x", "--layers-per-shard", "0"],
+            "at least 1",
+        ),
+        (
+            vec!["--shape", "tiny", "--out", "x", "--bogus"],
+            "unknown argument `--bogus`",
+        ),
+        (vec!["--measure-profile"], "needs a model path"),
+    ] {
+        let o = example("synth_model")
+            .current_dir(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert!(!dir.path().join("x").exists(), "a refused run wrote output");
+}
