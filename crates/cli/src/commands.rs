@@ -313,6 +313,10 @@ pub struct CompressArgs {
     /// `--method basis-sharing --then-lsaq` means layers per group.
     #[arg(long)]
     pub quant_group_size: Option<usize>,
+    /// svd-llm, svd, asvd: `exact` thin SVD (default) or `randomized` (computes only the kept
+    /// rank: faster on 7B-sized matrices; accuracy in docs/scale.md).
+    #[arg(long, default_value = "exact", value_parser = ["exact", "randomized"])]
+    pub svd_solver: String,
 }
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
@@ -345,12 +349,17 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
         opts.whiten_from = llm_compress_eval::StatsFrom::Original;
     }
     (opts.calibration, opts.calibration_text) = a.calibration();
+    opts.svd_solver = llm_compress_whitening_svd::SvdSolver::parse(&a.svd_solver)
+        .ok_or_else(|| EvalError::Input(format!("unknown --svd-solver `{}`", a.svd_solver)))?;
     let pb = ui.bar(ckpt.config.num_layers as u64, "layers");
     let (out, report) = compress_low_rank(&ckpt, &opts, |Progress::Layer { done, .. }| {
         pb.set_position(done as u64)
     })?;
     pb.finish_and_clear();
-    let method_json = json!({"name": method.name(), "ratio": a.ratio, "update": a.update, "whiten_from": a.whiten_from});
+    let mut method_json = json!({"name": method.name(), "ratio": a.ratio, "update": a.update, "whiten_from": a.whiten_from});
+    if opts.svd_solver != llm_compress_whitening_svd::SvdSolver::Exact {
+        method_json["svd_solver"] = json!(opts.svd_solver);
+    }
     a.write_and_report(
         ui,
         &ckpt,
