@@ -18,7 +18,7 @@ use llm_compress_eval::{
 };
 use llm_compress_tensor_io::Checkpoint;
 use llm_compress_whitening_svd::{
-    closed_form_update, robust_cholesky, Asvd, CholeskyOptions, PlainSvd, SvdLlm,
+    closed_form_update, robust_cholesky, Asvd, CholeskyOptions, PlainSvd, SvdLlm, SvdSolver,
 };
 use rayon::prelude::*;
 use serde::Serialize;
@@ -56,10 +56,17 @@ impl LowRankMethod {
         }
     }
     pub(crate) fn compressor(self, ratio: f64) -> Box<dyn MatrixCompressor> {
+        self.compressor_with_solver(ratio, SvdSolver::Exact)
+    }
+    pub(crate) fn compressor_with_solver(
+        self,
+        ratio: f64,
+        solver: SvdSolver,
+    ) -> Box<dyn MatrixCompressor> {
         match self {
-            Self::SvdLlm => Box::new(SvdLlm::new(ratio)),
-            Self::Svd => Box::new(PlainSvd::new(ratio)),
-            Self::Asvd => Box::new(Asvd::new(ratio)),
+            Self::SvdLlm => Box::new(SvdLlm::new(ratio).with_solver(solver)),
+            Self::Svd => Box::new(PlainSvd::new(ratio).with_solver(solver)),
+            Self::Asvd => Box::new(Asvd::new(ratio).with_solver(solver)),
         }
     }
 }
@@ -120,6 +127,9 @@ pub struct LowRankOptions {
     pub calibration_text: CalibrationText,
     /// Which linears to compress (default: all seven kinds).
     pub kinds: Vec<LinearKind>,
+    /// How the truncated SVDs are computed: exact (default) or randomized (only the kept rank;
+    /// see docs/scale.md for its speed and accuracy).
+    pub svd_solver: SvdSolver,
 }
 
 impl LowRankOptions {
@@ -135,6 +145,7 @@ impl LowRankOptions {
             calibration: CalibrationConfig::default(),
             calibration_text: CalibrationText::Source(TextSource::WikiText2Train),
             kinds: LinearKind::ALL.to_vec(),
+            svd_solver: SvdSolver::Exact,
         }
     }
 }
@@ -178,7 +189,10 @@ pub fn compress_low_rank(
 ) -> Result<(OutputLayers, LowRankReport), EvalError> {
     let t0 = Instant::now();
     llm_compress_core::budget::check_ratio(opts.ratio)?;
-    let compressor = opts.method.compressor(opts.ratio);
+    opts.svd_solver.validate()?;
+    let compressor = opts
+        .method
+        .compressor_with_solver(opts.ratio, opts.svd_solver);
     let text_tokens = opts.calibration_text.tokens(ckpt)?;
     let windows = calibration_windows(&text_tokens, &opts.calibration)?;
     let base = Model::load_without_layers(ckpt)?;
@@ -349,6 +363,7 @@ pub(crate) fn factorize_layer(
             .ok_or_else(|| EvalError::Input(format!("no statistics for {id}")))?;
         let mut lin = match chol.get(&kind.input()) {
             Some(lf) => SvdLlm::new(opts.ratio)
+                .with_solver(opts.svd_solver)
                 .factorize_with_cholesky(id, w.as_ref(), lf.as_ref())?
                 .to_linear()?,
             None => compressor.compress(id, w.as_ref(), stats)?,

@@ -73,6 +73,7 @@ use llm_compress_eval::{
 use llm_compress_glu_sparsity::PruneMethod;
 use llm_compress_layer_quant::{Quantizer, RankingKind};
 use llm_compress_tensor_io::Checkpoint;
+use llm_compress_whitening_svd::SvdSolver;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
@@ -235,6 +236,15 @@ pub struct LowRankStep {
     /// `compressed` (sequential, default) or `original` (one pass).
     #[serde(default = "default_compressed")]
     pub whiten_from: String,
+    /// `exact` (default) or `randomized` truncated SVD (docs/scale.md).
+    #[serde(default = "default_exact", skip_serializing_if = "is_exact")]
+    pub svd_solver: String,
+}
+fn default_exact() -> String {
+    "exact".into()
+}
+fn is_exact(s: &str) -> bool {
+    s == "exact"
 }
 
 /// A pruning step (DaSS, Wanda or magnitude).
@@ -359,6 +369,7 @@ impl Step {
             linears: Linears::all(),
             update: false,
             whiten_from: default_compressed(),
+            svd_solver: default_exact(),
         })
     }
     /// DaSS at `pattern` (e.g. `2:4`) on the MLP.
@@ -531,6 +542,12 @@ fn resolve_layer_step(step: &Step) -> Result<Option<LayerStep>, EvalError> {
             o.kinds = s.linears.kinds()?;
             o.update = s.update;
             o.whiten_from = stats_from(&s.whiten_from)?;
+            o.svd_solver = SvdSolver::parse(&s.svd_solver).ok_or_else(|| {
+                EvalError::Input(format!(
+                    "svd_solver must be `exact` or `randomized`, got `{}`",
+                    s.svd_solver
+                ))
+            })?;
             Some(LayerStep::LowRank(o))
         }
         Step::Dass(s) | Step::Wanda(s) | Step::Magnitude(s) => {
@@ -910,7 +927,9 @@ impl Pipeline {
         let compressors: Vec<Option<Box<dyn llm_compress_core::MatrixCompressor>>> = steps
             .iter()
             .map(|s| match s {
-                LayerStep::LowRank(o) => Some(o.method.compressor(o.ratio)),
+                LayerStep::LowRank(o) => {
+                    Some(o.method.compressor_with_solver(o.ratio, o.svd_solver))
+                }
                 LayerStep::Prune(..) => None,
             })
             .collect();

@@ -146,7 +146,7 @@ pub fn compress_low_rank_streaming(
     let method_json = stream.method_json.clone().unwrap_or_else(|| {
         serde_json::json!({
             "name": opts.method.name(), "ratio": opts.ratio, "update": opts.update,
-            "whiten_from": opts.whiten_from,
+            "whiten_from": opts.whiten_from, "svd_solver": opts.svd_solver,
         })
     });
     let calibration_json = stream
@@ -231,7 +231,9 @@ pub fn compress_low_rank_streaming(
         // and head (2 × vocab × hidden f32, 1 GiB for a 7B model), already written.
         base.embed = Mat::zeros(0, 0);
         base.lm_head = None;
-        let compressor = opts.method.compressor(opts.ratio);
+        let compressor = opts
+            .method
+            .compressor_with_solver(opts.ratio, opts.svd_solver);
         let started = Instant::now();
         let first = record.next_layer;
         let mut layer_t = Instant::now();

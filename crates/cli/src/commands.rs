@@ -345,6 +345,10 @@ pub struct CompressArgs {
     /// `--streaming`; the options must be the same).
     #[arg(long)]
     pub resume: bool,
+    /// svd-llm, svd, asvd: `exact` thin SVD (default) or `randomized` (computes only the kept
+    /// rank: faster on 7B-sized matrices; accuracy in docs/scale.md).
+    #[arg(long, default_value = "exact", value_parser = ["exact", "randomized"])]
+    pub svd_solver: String,
 }
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
@@ -377,6 +381,8 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
         opts.whiten_from = llm_compress_eval::StatsFrom::Original;
     }
     (opts.calibration, opts.calibration_text) = a.calibration();
+    opts.svd_solver = llm_compress_whitening_svd::SvdSolver::parse(&a.svd_solver)
+        .ok_or_else(|| EvalError::Input(format!("unknown --svd-solver `{}`", a.svd_solver)))?;
     if a.streaming || a.resume {
         return compress_streaming(ui, &a, &ckpt, &opts);
     }
@@ -385,7 +391,10 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
         pb.set_position(done as u64)
     })?;
     pb.finish_and_clear();
-    let method_json = json!({"name": method.name(), "ratio": a.ratio, "update": a.update, "whiten_from": a.whiten_from});
+    let mut method_json = json!({"name": method.name(), "ratio": a.ratio, "update": a.update, "whiten_from": a.whiten_from});
+    if opts.svd_solver != llm_compress_whitening_svd::SvdSolver::Exact {
+        method_json["svd_solver"] = json!(opts.svd_solver);
+    }
     a.write_and_report(
         ui,
         &ckpt,
@@ -425,7 +434,7 @@ fn compress_streaming(
         resume: a.resume,
         method_json: Some(json!({
             "name": opts.method.name(), "ratio": a.ratio, "update": a.update,
-            "whiten_from": a.whiten_from,
+            "whiten_from": a.whiten_from, "svd_solver": opts.svd_solver,
         })),
         calibration_json: Some(json!({
             "text": a.calib, "windows": a.calib_windows, "seq_len": a.seq_len, "seed": a.seed,

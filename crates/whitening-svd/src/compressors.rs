@@ -6,12 +6,15 @@
 //! ([`svd_llm_rank`]), evaluated **per matrix shape**: on a GQA model the 192 × 576 k/v
 //! projections get their own rank rather than the square attention rank (§2.4's GQA caveat).
 //! The result is `Linear::LowRank { first: diag(√Σ_k)·V'ᵀ, second: U_k·diag(√Σ_k) }` in f32
-//! (§2.3's √Σ split), computed in f64 by [`crate::whitened`].
+//! (§2.3's √Σ split), computed in f64 by [`crate::whitened`]. Each compressor uses the exact
+//! thin SVD unless given another [`SvdSolver`] with `with_solver` (see [`crate::randomized`]).
 
+use crate::cholesky::CholeskyOptions;
+use crate::randomized::SvdSolver;
 use crate::util::to_f64;
 use crate::whitened::{
-    asvd_scales, plain_svd_f64, scaled_svd_f64, whitened_svd, whitened_svd_with_cholesky,
-    WhitenedSvd,
+    asvd_scales, plain_svd_f64_with_solver, scaled_svd_f64_with_solver,
+    whitened_svd_f64_with_solver, whitened_svd_with_cholesky_solver, WhitenedSvd,
 };
 use faer::MatRef;
 use llm_compress_core::budget::{check_ratio, svd_llm_rank};
@@ -61,13 +64,23 @@ fn log_result(method: &str, id: LinearId, f: &WhitenedSvd) {
 pub struct SvdLlm {
     /// Fraction of the matrix's parameters removed, in `[0, 1)` (SVD-LLM's `--ratio`).
     pub ratio: f64,
+    /// How the truncated SVD of the whitened weight is computed (default exact).
+    pub solver: SvdSolver,
 }
 
 impl SvdLlm {
-    /// SVD-LLM removing `ratio` of each matrix's parameters. The ratio is checked (`[0, 1)`)
-    /// when a rank is computed, so [`SvdLlm::rank`] and `compress` return the error.
+    /// SVD-LLM removing `ratio` of each matrix's parameters, exact SVD. The ratio is checked
+    /// (`[0, 1)`) when a rank is computed, so [`SvdLlm::rank`] and `compress` return the error.
     pub fn new(ratio: f64) -> Self {
-        Self { ratio }
+        Self {
+            ratio,
+            solver: SvdSolver::Exact,
+        }
+    }
+
+    /// The same compressor with another SVD solver (validated when it runs).
+    pub fn with_solver(self, solver: SvdSolver) -> Self {
+        Self { solver, ..self }
     }
 
     /// The kept rank for a `d_out × d_in` weight.
@@ -75,7 +88,7 @@ impl SvdLlm {
         rank_for(d_out, d_in, self.ratio)
     }
 
-    /// The f64 factorisation behind [`MatrixCompressor::compress`], with all singular values
+    /// The f64 factorisation behind [`MatrixCompressor::compress`], with the computed singular values
     /// and the Cholesky report (for reports of the dropped energy).
     pub fn factorize(
         &self,
@@ -88,7 +101,14 @@ impl SvdLlm {
         let g = stats.gram.as_ref().ok_or_else(|| {
             CoreError::MissingStats(format!("{id}: svd-llm needs the input Gram"))
         })?;
-        let f = whitened_svd(weight, g.as_ref(), k).map_err(|e| in_linear(id, e))?;
+        let f = whitened_svd_f64_with_solver(
+            to_f64(weight).as_ref(),
+            g.as_ref(),
+            k,
+            &CholeskyOptions::default(),
+            self.solver,
+        )
+        .map_err(|e| in_linear(id, e))?;
         log_result("svd-llm", id, &f);
         Ok(f)
     }
@@ -103,7 +123,7 @@ impl SvdLlm {
     ) -> Result<WhitenedSvd, CoreError> {
         let (m, n) = weight.shape();
         let k = self.rank(m, n)?;
-        let f = whitened_svd_with_cholesky(to_f64(weight).as_ref(), l, k)
+        let f = whitened_svd_with_cholesky_solver(to_f64(weight).as_ref(), l, k, self.solver)
             .map_err(|e| in_linear(id, e))?;
         log_result("svd-llm", id, &f);
         Ok(f)
@@ -137,13 +157,23 @@ impl MatrixCompressor for SvdLlm {
 pub struct PlainSvd {
     /// Fraction of the matrix's parameters removed, in `[0, 1)`.
     pub ratio: f64,
+    /// How the truncated SVD is computed (default exact).
+    pub solver: SvdSolver,
 }
 
 impl PlainSvd {
-    /// Plain SVD removing `ratio` of each matrix's parameters. The ratio is checked (`[0, 1)`)
-    /// when a rank is computed, so [`PlainSvd::rank`] and `compress` return the error.
+    /// Plain SVD removing `ratio` of each matrix's parameters, exact SVD. The ratio is checked
+    /// (`[0, 1)`) when a rank is computed, so [`PlainSvd::rank`] and `compress` return the error.
     pub fn new(ratio: f64) -> Self {
-        Self { ratio }
+        Self {
+            ratio,
+            solver: SvdSolver::Exact,
+        }
+    }
+
+    /// The same compressor with another SVD solver (validated when it runs).
+    pub fn with_solver(self, solver: SvdSolver) -> Self {
+        Self { solver, ..self }
     }
 
     /// The kept rank for a `d_out × d_in` weight.
@@ -159,7 +189,8 @@ impl PlainSvd {
     ) -> Result<WhitenedSvd, CoreError> {
         let (m, n) = weight.shape();
         let k = self.rank(m, n)?;
-        let f = plain_svd_f64(to_f64(weight).as_ref(), k).map_err(|e| in_linear(id, e))?;
+        let f = plain_svd_f64_with_solver(to_f64(weight).as_ref(), k, self.solver)
+            .map_err(|e| in_linear(id, e))?;
         log_result("svd", id, &f);
         Ok(f)
     }
@@ -194,18 +225,26 @@ pub struct Asvd {
     pub ratio: f64,
     /// Exponent of the abs-mean scaling (ASVD default 0.5).
     pub alpha: f64,
+    /// How the truncated SVD of the scaled weight is computed (default exact).
+    pub solver: SvdSolver,
 }
 
 impl Asvd {
     /// ASVD's default exponent.
     pub const DEFAULT_ALPHA: f64 = 0.5;
 
-    /// `Asvd { ratio, alpha: 0.5 }`.
+    /// `Asvd { ratio, alpha: 0.5 }` with the exact SVD.
     pub fn new(ratio: f64) -> Self {
         Self {
             ratio,
             alpha: Self::DEFAULT_ALPHA,
+            solver: SvdSolver::Exact,
         }
+    }
+
+    /// The same compressor with another SVD solver (validated when it runs).
+    pub fn with_solver(self, solver: SvdSolver) -> Self {
+        Self { solver, ..self }
     }
 
     /// The kept rank for a `d_out × d_in` weight.
@@ -226,7 +265,8 @@ impl Asvd {
             CoreError::MissingStats(format!("{id}: asvd needs per-channel absolute sums"))
         })?;
         let s = asvd_scales(abs, stats.tokens, self.alpha).map_err(|e| in_linear(id, e))?;
-        let f = scaled_svd_f64(to_f64(weight).as_ref(), &s, k).map_err(|e| in_linear(id, e))?;
+        let f = scaled_svd_f64_with_solver(to_f64(weight).as_ref(), &s, k, self.solver)
+            .map_err(|e| in_linear(id, e))?;
         log_result("asvd", id, &f);
         Ok(f)
     }

@@ -53,16 +53,19 @@
 
 pub mod cholesky;
 pub mod compressors;
+pub mod randomized;
 pub mod update;
 mod util;
 pub mod whitened;
 
 pub use cholesky::{robust_cholesky, CholeskyOptions, CholeskyReport};
 pub use compressors::{Asvd, PlainSvd, SvdLlm};
+pub use randomized::SvdSolver;
 pub use update::{closed_form_update, closed_form_update_f64, UpdateAccumulator, UPDATE_RIDGE};
 pub use whitened::{
-    asvd_scales, plain_svd_f64, scaled_svd_f64, whitened_svd, whitened_svd_f64,
-    whitened_svd_with_cholesky, WhitenedSvd,
+    asvd_scales, plain_svd_f64, plain_svd_f64_with_solver, scaled_svd_f64,
+    scaled_svd_f64_with_solver, whitened_svd, whitened_svd_f64, whitened_svd_f64_with_solver,
+    whitened_svd_with_cholesky, whitened_svd_with_cholesky_solver, WhitenedSvd,
 };
 
 #[doc(no_inline)]

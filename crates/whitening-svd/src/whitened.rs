@@ -23,10 +23,13 @@
 //! for speed; the reference code does that, Basis Sharing does f64. SmolLM2-sized matrices are
 //! at most 1536 × 576, for which an f64 thin SVD takes a fraction of a second, and f64 makes the
 //! identity above hold to ~1e-12 instead of ~1e-5, which is what the tests check.
-//! On LLaMA-7B-sized matrices (11008 × 4096) the f64 SVD is markedly slower than f32 (not
-//! measured here); an f32 SVD of the whitened matrix would be the knob to add if that matters.
+//! On LLaMA-7B-sized matrices the exact f64 thin SVD takes 15–25 s per matrix on 2 cores; the
+//! opt-in [`SvdSolver::Randomized`] (see [`crate::randomized`]) computes only the kept rank,
+//! still in f64. Every function below uses the exact solver; the `*_with_solver` variants
+//! take the solver.
 
 use crate::cholesky::{robust_cholesky, CholeskyOptions, CholeskyReport};
+use crate::randomized::{randomized_svd, PartialSvd, SvdSolver};
 use crate::util::{check_finite, check_shape, mul, to_f32_checked, to_f64};
 use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
@@ -41,13 +44,17 @@ use llm_compress_core::{par, CoreError, Linear};
 pub struct WhitenedSvd {
     /// `U_k` (`m × k`, orthonormal columns).
     pub u: Mat<f64>,
-    /// **All** `min(m, n)` singular values of the whitened weight `A = W L`, descending, so that
-    /// callers can report the dropped energy `Σ_{i>k} σᵢ²`.
+    /// The computed singular values of the whitened weight `A = W L`, descending. With
+    /// [`SvdSolver::Exact`]: **all** `min(m, n)` of them, so that callers can report the
+    /// dropped energy `Σ_{i>k} σᵢ²`. With [`SvdSolver::Randomized`]: only the `k` kept ones
+    /// (see [`WhitenedSvd::sigma_is_complete`]).
     pub sigma: Vec<f64>,
     /// `V'ᵀ = V_kᵀ L⁻¹` (`k × n`).
     pub vpt: Mat<f64>,
     /// What the robust Cholesky did, when this SVD whitened with a Gram.
     pub cholesky: Option<CholeskyReport>,
+    /// `‖A‖_F²` computed from `A` itself, when `sigma` is not complete.
+    whitened_energy: Option<f64>,
 }
 
 impl WhitenedSvd {
@@ -61,15 +68,35 @@ impl WhitenedSvd {
         (self.u.nrows(), self.vpt.ncols())
     }
 
-    /// `Σ_i σᵢ²` (the whitened weight's squared Frobenius norm; for SVD-LLM, the output energy
-    /// `‖W X‖_F²` on the calibration tokens).
-    pub fn total_energy(&self) -> f64 {
-        self.sigma.iter().map(|s| s * s).sum()
+    /// Whether `sigma` holds every singular value (the exact solver) rather than the leading
+    /// estimates of the randomized one.
+    pub fn sigma_is_complete(&self) -> bool {
+        self.whitened_energy.is_none()
     }
 
-    /// `Σ_{i>k} σᵢ²`: for SVD-LLM the output error `‖(W − W')X‖_F²` on the calibration tokens.
+    /// `‖A‖_F² = Σ_i σᵢ²`, the whitened weight's squared Frobenius norm (for SVD-LLM, the
+    /// output energy `‖W X‖_F²` on the calibration tokens). From `sigma` with the exact solver,
+    /// from `A` itself with the randomized one.
+    pub fn total_energy(&self) -> f64 {
+        match self.whitened_energy {
+            Some(e) => e,
+            None => self.sigma.iter().map(|s| s * s).sum(),
+        }
+    }
+
+    /// `‖A − U_k Σ_k V_kᵀ‖_F²`, for SVD-LLM the output error `‖(W − W')X‖_F²` on the
+    /// calibration tokens. Exact solver: `Σ_{i>k} σᵢ²` (the optimum). Randomized solver:
+    /// `‖A‖_F² − Σ_{i≤k} σ̃ᵢ²` (the factors are an orthogonal projection of `A`, see
+    /// [`crate::randomized`]), which is ≥ the optimum; being a difference it carries an absolute
+    /// rounding error of order `ε‖A‖_F²`, clamped at 0.
     pub fn dropped_energy(&self) -> f64 {
-        self.sigma[self.rank()..].iter().map(|s| s * s).sum()
+        match self.whitened_energy {
+            Some(e) => {
+                let kept: f64 = self.sigma[..self.rank()].iter().map(|s| s * s).sum();
+                (e - kept).max(0.0)
+            }
+            None => self.sigma[self.rank()..].iter().map(|s| s * s).sum(),
+        }
     }
 
     /// `dropped_energy / total_energy` (0 for a zero weight).
@@ -127,13 +154,25 @@ pub fn whitened_svd_f64(
     k: usize,
     opts: &CholeskyOptions,
 ) -> Result<WhitenedSvd, CoreError> {
+    whitened_svd_f64_with_solver(w, g, k, opts, SvdSolver::Exact)
+}
+
+/// [`whitened_svd_f64`] with a choice of [`SvdSolver`].
+pub fn whitened_svd_f64_with_solver(
+    w: MatRef<'_, f64>,
+    g: MatRef<'_, f64>,
+    k: usize,
+    opts: &CholeskyOptions,
+    solver: SvdSolver,
+) -> Result<WhitenedSvd, CoreError> {
     check_shape(
         "whitened_svd: Gram vs weight columns",
         (w.ncols(), w.ncols()),
         g.shape(),
     )?;
+    solver.validate()?;
     let (l, report) = robust_cholesky(g, opts)?;
-    let mut out = whitened_svd_with_cholesky(w, l.as_ref(), k)?;
+    let mut out = whitened_svd_with_cholesky_solver(w, l.as_ref(), k, solver)?;
     out.cholesky = Some(report);
     Ok(out)
 }
@@ -146,6 +185,16 @@ pub fn whitened_svd_with_cholesky(
     l: MatRef<'_, f64>,
     k: usize,
 ) -> Result<WhitenedSvd, CoreError> {
+    whitened_svd_with_cholesky_solver(w, l, k, SvdSolver::Exact)
+}
+
+/// [`whitened_svd_with_cholesky`] with a choice of [`SvdSolver`].
+pub fn whitened_svd_with_cholesky_solver(
+    w: MatRef<'_, f64>,
+    l: MatRef<'_, f64>,
+    k: usize,
+    solver: SvdSolver,
+) -> Result<WhitenedSvd, CoreError> {
     let n = w.ncols();
     check_shape("whitened_svd: Cholesky factor", (n, n), l.shape())?;
     check_finite(l, "whitened_svd: Cholesky factor")?;
@@ -157,12 +206,21 @@ pub fn whitened_svd_with_cholesky(
             });
         }
     }
-    truncated_svd(w, Whitening::Lower(l), k)
+    truncated_svd(w, Whitening::Lower(l), k, solver)
 }
 
 /// Plain truncated SVD of `W` at rank `k` (the "SVD" baseline of §2.7): whitening `L = I`.
 pub fn plain_svd_f64(w: MatRef<'_, f64>, k: usize) -> Result<WhitenedSvd, CoreError> {
-    truncated_svd(w, Whitening::Identity, k)
+    plain_svd_f64_with_solver(w, k, SvdSolver::Exact)
+}
+
+/// [`plain_svd_f64`] with a choice of [`SvdSolver`].
+pub fn plain_svd_f64_with_solver(
+    w: MatRef<'_, f64>,
+    k: usize,
+    solver: SvdSolver,
+) -> Result<WhitenedSvd, CoreError> {
+    truncated_svd(w, Whitening::Identity, k, solver)
 }
 
 /// Truncated SVD of `W · diag(scales)`, with `first` un-scaled by `diag(scales)⁻¹` (ASVD,
@@ -171,6 +229,16 @@ pub fn scaled_svd_f64(
     w: MatRef<'_, f64>,
     scales: &[f64],
     k: usize,
+) -> Result<WhitenedSvd, CoreError> {
+    scaled_svd_f64_with_solver(w, scales, k, SvdSolver::Exact)
+}
+
+/// [`scaled_svd_f64`] with a choice of [`SvdSolver`].
+pub fn scaled_svd_f64_with_solver(
+    w: MatRef<'_, f64>,
+    scales: &[f64],
+    k: usize,
+    solver: SvdSolver,
 ) -> Result<WhitenedSvd, CoreError> {
     check_shape(
         "scaled_svd: scales vs weight columns",
@@ -183,7 +251,7 @@ pub fn scaled_svd_f64(
             detail: format!("scale {j} = {} is not finite and positive", scales[j]),
         });
     }
-    truncated_svd(w, Whitening::Diagonal(scales), k)
+    truncated_svd(w, Whitening::Diagonal(scales), k, solver)
 }
 
 /// ASVD's input-channel scales `s_j = (Σ_t |x_tj| / T)^α` (§2.7, "abs_mean", default
@@ -247,7 +315,9 @@ fn truncated_svd(
     w: MatRef<'_, f64>,
     whitening: Whitening<'_>,
     k: usize,
+    solver: SvdSolver,
 ) -> Result<WhitenedSvd, CoreError> {
+    solver.validate()?;
     let (m, n) = w.shape();
     let r = m.min(n);
     if k == 0 || k > r {
@@ -263,10 +333,24 @@ fn truncated_svd(
         Whitening::Diagonal(s) => Mat::<f64>::from_fn(m, n, |i, j| w[(i, j)] * s[j]),
         Whitening::Lower(l) => mul(w, *l),
     };
-    let ThinSvd { u, sigma, v } = thin_svd(a.as_ref())?;
-    let u_k = u.as_ref().subcols(0, k).to_owned();
+    let (u_k, sigma, mut vp, whitened_energy) = match solver {
+        SvdSolver::Exact => {
+            let ThinSvd { u, sigma, v } = thin_svd(a.as_ref())?;
+            let u_k = u.as_ref().subcols(0, k).to_owned();
+            (u_k, sigma, v.as_ref().subcols(0, k).to_owned(), None)
+        }
+        SvdSolver::Randomized {
+            oversample,
+            power_iters,
+            seed,
+        } => {
+            let energy = a.squared_norm_l2();
+            let PartialSvd { u, sigma, v } =
+                randomized_svd(a.as_ref(), k, oversample, power_iters, seed)?;
+            (u, sigma, v, Some(energy))
+        }
+    };
     // V' (n × k) with V'ᵀ = V_kᵀ L⁻¹, i.e. Lᵀ V' = V_k.
-    let mut vp = v.as_ref().subcols(0, k).to_owned();
     match &whitening {
         Whitening::Identity => {}
         Whitening::Diagonal(s) => {
@@ -285,6 +369,7 @@ fn truncated_svd(
         sigma,
         vpt,
         cholesky: None,
+        whitened_energy,
     })
 }
 
