@@ -1,8 +1,10 @@
 //! Calibration statistics of one linear input (ALGORITHMS.md §1.1).
 
-use crate::{par, Mat, MatRef};
-use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
+use crate::{par, Mat, MatMut, MatRef};
+use faer::linalg::matmul::matmul;
+use faer::reborrow::{Reborrow, ReborrowMut};
 use faer::Accum;
+use rayon::prelude::*;
 
 /// Which statistics a method needs from the calibration walk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -80,6 +82,15 @@ impl InputStats {
 
 /// Accumulates [`InputStats`] over batches: each batch product in f32 (GEMM speed), added into
 /// an f64 accumulator (ALGORITHMS.md §1.1).
+///
+/// Only the lower triangle of `G` is accumulated (`finish` mirrors it), by column blocks of
+/// [`GRAM_BLOCK`] channels: for the block `j0..j1` the rectangular product
+/// `X[j0.., :] · X[j0..j1, :]ᵀ` (`(d − j0) × (j1 − j0)`, one f32 GEMM over the batch's tokens)
+/// goes into a small f32 scratch and is added into the f64 columns `j0..j1` at once. The GEMMs
+/// run at full GEMM speed (a SYRK kernel reached half of it on 7B widths, see docs/scale.md),
+/// the wasted upper part of the diagonal blocks is `GRAM_BLOCK / d` of the work, and the scratch
+/// is `d × GRAM_BLOCK` f32 (22 MiB at `d` = 11008), reused across batches, instead of a full
+/// `d × d` product.
 #[derive(Clone, Debug)]
 pub struct GramAccumulator {
     request: StatsRequest,
@@ -88,7 +99,11 @@ pub struct GramAccumulator {
     sq_norms: Option<Vec<f64>>,
     abs_sums: Option<Vec<f64>>,
     tokens: u64,
+    scratch: Mat<f32>,
 }
+
+/// Column-block width of [`GramAccumulator::add`]'s blocked lower-triangular product.
+pub const GRAM_BLOCK: usize = 256;
 
 impl GramAccumulator {
     /// An empty accumulator for inputs of dimension `dim`.
@@ -100,6 +115,7 @@ impl GramAccumulator {
             sq_norms: (request.channel_norms && !request.gram).then(|| vec![0.0; dim]),
             abs_sums: request.abs_sums.then(|| vec![0.0; dim]),
             tokens: 0,
+            scratch: Mat::new(),
         }
     }
 
@@ -113,24 +129,7 @@ impl GramAccumulator {
         assert_eq!(x.nrows(), self.dim, "GramAccumulator: batch rows != dim");
         self.tokens += x.ncols() as u64;
         if let Some(g) = &mut self.gram {
-            // Lower triangle only (SYRK): half the FLOPs; `finish` mirrors it.
-            let mut b = Mat::<f32>::zeros(self.dim, self.dim);
-            tri_matmul(
-                b.as_mut(),
-                BlockStructure::TriangularLower,
-                Accum::Replace,
-                x,
-                BlockStructure::Rectangular,
-                x.transpose(),
-                BlockStructure::Rectangular,
-                1.0f32,
-                par(),
-            );
-            for j in 0..self.dim {
-                for i in j..self.dim {
-                    g[(i, j)] += b[(i, j)] as f64;
-                }
-            }
+            add_lower_gram(g.as_mut(), x, &mut self.scratch);
         }
         if self.sq_norms.is_some() || self.abs_sums.is_some() {
             for t in 0..x.ncols() {
@@ -169,11 +168,7 @@ impl GramAccumulator {
     /// The accumulated statistics.
     pub fn finish(self) -> InputStats {
         let gram = self.gram.map(|mut g| {
-            for j in 0..self.dim {
-                for i in j + 1..self.dim {
-                    g[(j, i)] = g[(i, j)];
-                }
-            }
+            mirror_lower(g.as_mut());
             g
         });
         InputStats {
@@ -181,6 +176,59 @@ impl GramAccumulator {
             sq_norms: self.sq_norms,
             abs_sums: self.abs_sums,
             tokens: self.tokens,
+        }
+    }
+}
+
+/// `G[j.., j] += (X Xᵀ)[j.., j]` for every column `j` (the lower triangle, diagonal included),
+/// the product in f32 by column blocks of [`GRAM_BLOCK`] (see [`GramAccumulator`]).
+fn add_lower_gram(mut g: MatMut<'_, f64>, x: MatRef<'_, f32>, scratch: &mut Mat<f32>) {
+    let d = x.nrows();
+    let width = GRAM_BLOCK.min(d);
+    if scratch.shape() != (d, width) {
+        *scratch = Mat::<f32>::zeros(d, width);
+    }
+    let mut j0 = 0;
+    while j0 < d {
+        let b = GRAM_BLOCK.min(d - j0);
+        let rows = d - j0;
+        let mut block = scratch.as_mut().submatrix_mut(0, 0, rows, b);
+        matmul(
+            block.rb_mut(),
+            Accum::Replace,
+            x.subrows(j0, rows),
+            x.subrows(j0, b).transpose(),
+            1.0f32,
+            par(),
+        );
+        // Column c of the block is G's column j0 + c from row j0 on; its first c rows lie
+        // above the diagonal and are skipped.
+        let block = block.rb();
+        g.rb_mut()
+            .submatrix_mut(j0, j0, rows, b)
+            .par_col_chunks_mut(1)
+            .enumerate()
+            .for_each(|(c, gc)| {
+                let gc = gc.col_mut(0);
+                let bc = block.col(c);
+                for (gi, bi) in gc
+                    .subrows_mut(c, rows - c)
+                    .iter_mut()
+                    .zip(bc.subrows(c, rows - c).iter())
+                {
+                    *gi += *bi as f64;
+                }
+            });
+        j0 += b;
+    }
+}
+
+/// Copy the strict lower triangle of a square matrix onto its upper triangle.
+fn mirror_lower(mut g: MatMut<'_, f64>) {
+    let n = g.nrows();
+    for j in 0..n {
+        for i in j + 1..n {
+            g[(j, i)] = g[(i, j)];
         }
     }
 }
@@ -213,5 +261,38 @@ mod tests {
         }
         let norms = s.squared_norms().unwrap();
         assert_eq!(norms[1], g[(1, 1)]);
+    }
+
+    /// Widths past one column block (a ragged last block): every entry of the blocked f32
+    /// product, accumulated in f64 over three batches, equals the f64 Gram to f32 rounding
+    /// (relative 1e-5 of the diagonal scale), and the result is exactly symmetric.
+    #[test]
+    fn blocked_gram_matches_f64_gram_across_blocks() {
+        let d = 2 * GRAM_BLOCK + 37;
+        let t = 29;
+        let x = Mat::<f32>::from_fn(d, 3 * t, |i, j| {
+            (((i * 131 + j * 71) % 97) as f32 - 48.0) / 17.0 + if i == j { 3.0 } else { 0.0 }
+        });
+        let req = StatsRequest {
+            gram: true,
+            ..StatsRequest::NONE
+        };
+        let mut acc = GramAccumulator::new(d, req);
+        for b in 0..3 {
+            acc.add(x.as_ref().subcols(b * t, t));
+        }
+        let g = acc.finish().gram.unwrap();
+        let scale = (0..d).map(|i| g[(i, i)]).fold(0.0f64, f64::max);
+        let mut worst = 0.0f64;
+        for j in 0..d {
+            for i in 0..d {
+                let want: f64 = (0..3 * t)
+                    .map(|s| x[(i, s)] as f64 * x[(j, s)] as f64)
+                    .sum();
+                worst = worst.max((g[(i, j)] - want).abs() / scale);
+                assert_eq!(g[(i, j)], g[(j, i)]);
+            }
+        }
+        assert!(worst < 1e-5, "worst relative error {worst}");
     }
 }
