@@ -1,6 +1,7 @@
 //! Small dense helpers shared by the modules of this crate (casts, products, checks).
 
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
 use faer::{Accum, Mat, MatRef};
 use llm_compress_core::{par, CoreError};
 
@@ -8,6 +9,25 @@ use llm_compress_core::{par, CoreError};
 pub(crate) fn mul(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
     let mut out = Mat::<f64>::zeros(a.nrows(), b.ncols());
     matmul(out.as_mut(), Accum::Replace, a, b, 1.0f64, par());
+    out
+}
+
+/// `a · l` in f64 for a lower-triangular `l` (only its lower triangle is read): the triangular
+/// product does half the flops of a general one (`m n²` instead of `2 m n²`), measured 2.1×
+/// faster on a 4096 × 11008 weight (docs/scale.md).
+pub(crate) fn mul_lower(a: MatRef<'_, f64>, l: MatRef<'_, f64>) -> Mat<f64> {
+    let mut out = Mat::<f64>::zeros(a.nrows(), l.ncols());
+    tri_matmul(
+        out.as_mut(),
+        BlockStructure::Rectangular,
+        Accum::Replace,
+        a,
+        BlockStructure::Rectangular,
+        l,
+        BlockStructure::TriangularLower,
+        1.0f64,
+        par(),
+    );
     out
 }
 

@@ -30,7 +30,7 @@
 
 use crate::cholesky::{robust_cholesky, CholeskyOptions, CholeskyReport};
 use crate::randomized::{randomized_svd, PartialSvd, SvdSolver};
-use crate::util::{check_finite, check_shape, mul, to_f32_checked, to_f64};
+use crate::util::{check_finite, check_shape, mul, mul_lower, to_f32_checked, to_f64};
 use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::svd::{svd, svd_scratch, ComputeSvdVectors};
@@ -331,7 +331,7 @@ fn truncated_svd(
     let a = match &whitening {
         Whitening::Identity => w.to_owned(),
         Whitening::Diagonal(s) => Mat::<f64>::from_fn(m, n, |i, j| w[(i, j)] * s[j]),
-        Whitening::Lower(l) => mul(w, *l),
+        Whitening::Lower(l) => mul_lower(w, *l),
     };
     let (u_k, sigma, mut vp, whitened_energy) = match solver {
         SvdSolver::Exact => {
