@@ -36,7 +36,7 @@ use llm_compress_eval::{
 };
 use llm_compress_shared_basis::{layer_groups, update_coefficient, SharedBasis, SharingPlan};
 use llm_compress_tensor_io::Checkpoint;
-use llm_compress_whitening_svd::{robust_cholesky, CholeskyOptions, SvdLlm};
+use llm_compress_whitening_svd::{robust_cholesky, CholeskyOptions, SvdLlm, SvdSolver};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -61,6 +61,8 @@ pub struct BasisSharingOptions {
     /// Text the calibration windows are drawn from (default WikiText-2 train).
     #[serde(skip)]
     pub calibration_text: CalibrationText,
+    /// SVD solver of every factorisation, shared and per-layer (default exact).
+    pub svd_solver: SvdSolver,
 }
 
 impl BasisSharingOptions {
@@ -76,6 +78,7 @@ impl BasisSharingOptions {
             stats_from: StatsFrom::Compressed,
             calibration: CalibrationConfig::default(),
             calibration_text: CalibrationText::Source(TextSource::WikiText2Train),
+            svd_solver: SvdSolver::Exact,
         }
     }
 }
@@ -235,6 +238,7 @@ fn compress_group(
                 let ws: Vec<MatRef<f32>> = weights.iter().map(|w| w.as_ref()).collect();
                 let l = &chol[&(None, kind.input())];
                 SharedBasis::new(opts.ratio)
+                    .with_solver(opts.svd_solver)
                     .factorize_with_cholesky(&ws, l.as_ref())?
                     .to_linears()?
             } else {
@@ -248,6 +252,7 @@ fn compress_group(
                         };
                         let l = &chol[&(Some(i), kind.input())];
                         Ok(SvdLlm::new(opts.ratio)
+                            .with_solver(opts.svd_solver)
                             .factorize_with_cholesky(id, w.as_ref(), l.as_ref())?
                             .to_linear()?)
                     })

@@ -240,6 +240,15 @@ pub struct LowRankStep {
     #[serde(default = "default_exact", skip_serializing_if = "is_exact")]
     pub svd_solver: String,
 }
+/// The solver a recipe names.
+fn parse_solver(name: &str) -> Result<SvdSolver, EvalError> {
+    SvdSolver::parse(name).ok_or_else(|| {
+        EvalError::Input(format!(
+            "svd_solver must be `exact` or `randomized`, got `{name}`"
+        ))
+    })
+}
+
 fn default_exact() -> String {
     "exact".into()
 }
@@ -280,6 +289,9 @@ pub struct BasisSharingStep {
     /// Closed-form update of the coefficients (off by default).
     #[serde(default)]
     pub update: bool,
+    /// `exact` (default) or `randomized` truncated SVD (docs/scale.md).
+    #[serde(default = "default_exact", skip_serializing_if = "is_exact")]
+    pub svd_solver: String,
 }
 
 /// A Basis Selection step (whole model; must be the only structural step).
@@ -542,12 +554,7 @@ fn resolve_layer_step(step: &Step) -> Result<Option<LayerStep>, EvalError> {
             o.kinds = s.linears.kinds()?;
             o.update = s.update;
             o.whiten_from = stats_from(&s.whiten_from)?;
-            o.svd_solver = SvdSolver::parse(&s.svd_solver).ok_or_else(|| {
-                EvalError::Input(format!(
-                    "svd_solver must be `exact` or `randomized`, got `{}`",
-                    s.svd_solver
-                ))
-            })?;
+            o.svd_solver = parse_solver(&s.svd_solver)?;
             Some(LayerStep::LowRank(o))
         }
         Step::Dass(s) | Step::Wanda(s) | Step::Magnitude(s) => {
@@ -704,6 +711,7 @@ impl Pipeline {
                     o.group_size = s.group_size;
                     o.shared = s.share.kinds()?;
                     o.update = s.update;
+                    o.svd_solver = parse_solver(&s.svd_solver)?;
                     o.calibration = cfg.clone();
                     o.calibration_text = text;
                     Structure::BasisSharing(o)

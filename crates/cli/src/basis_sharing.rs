@@ -20,6 +20,7 @@ pub fn options(a: &CompressArgs) -> Result<BasisSharingOptions, EvalError> {
         opts.stats_from = StatsFrom::Original;
     }
     (opts.calibration, opts.calibration_text) = a.calibration();
+    opts.svd_solver = a.solver()?;
     Ok(opts)
 }
 
@@ -44,11 +45,15 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
             shared.join(",")
         );
     }
+    let mut method = json!({
+        "name": "basis-sharing", "ratio": a.ratio, "group_size": group_size,
+        "shared": shared, "update": a.update, "stats_from": a.whiten_from,
+    });
+    if opts.svd_solver != llm_compress_whitening_svd::SvdSolver::Exact {
+        method["svd_solver"] = json!(opts.svd_solver);
+    }
     let summary = CompressSummary {
-        method: json!({
-            "name": "basis-sharing", "ratio": a.ratio, "group_size": group_size,
-            "shared": shared, "update": a.update, "stats_from": a.whiten_from,
-        }),
+        method,
         linear_params_before: report.linear_params_before,
         linear_params_after: report.linear_params_after,
         seconds: [

@@ -345,8 +345,8 @@ pub struct CompressArgs {
     /// `--streaming`; the options must be the same).
     #[arg(long)]
     pub resume: bool,
-    /// svd-llm, svd, asvd: `exact` thin SVD (default) or `randomized` (computes only the kept
-    /// rank: faster on 7B-sized matrices; accuracy in docs/scale.md).
+    /// svd-llm, svd, asvd, basis-sharing: `exact` thin SVD (default) or `randomized` (computes
+    /// only the kept rank: faster on 7B-sized matrices; accuracy in docs/scale.md).
     #[arg(long, default_value = "exact", value_parser = ["exact", "randomized"])]
     pub svd_solver: String,
 }
@@ -381,8 +381,7 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
         opts.whiten_from = llm_compress_eval::StatsFrom::Original;
     }
     (opts.calibration, opts.calibration_text) = a.calibration();
-    opts.svd_solver = llm_compress_whitening_svd::SvdSolver::parse(&a.svd_solver)
-        .ok_or_else(|| EvalError::Input(format!("unknown --svd-solver `{}`", a.svd_solver)))?;
+    opts.svd_solver = a.solver()?;
     if a.streaming || a.resume {
         return compress_streaming(ui, &a, &ckpt, &opts);
     }
@@ -497,6 +496,12 @@ pub struct CompressSummary {
 }
 
 impl CompressArgs {
+    /// The SVD solver of `--svd-solver`.
+    pub fn solver(&self) -> Result<llm_compress_whitening_svd::SvdSolver, EvalError> {
+        llm_compress_whitening_svd::SvdSolver::parse(&self.svd_solver)
+            .ok_or_else(|| EvalError::Input(format!("unknown --svd-solver `{}`", self.svd_solver)))
+    }
+
     /// Calibration windows and text from the flags.
     pub fn calibration(
         &self,

@@ -25,7 +25,8 @@ use llm_compress_core::{
     CoreError, GroupCompressor, InputStats, Linear, LinearId, Mat, MatRef, StatsRequest,
 };
 use llm_compress_whitening_svd::{
-    closed_form_update, robust_cholesky, whitened_svd_with_cholesky, CholeskyOptions, WhitenedSvd,
+    closed_form_update, robust_cholesky, whitened_svd_with_cholesky_solver, CholeskyOptions,
+    SvdSolver, WhitenedSvd,
 };
 use std::sync::Arc;
 
@@ -37,6 +38,9 @@ pub struct SharedBasis {
     /// Robust Cholesky settings (ALGORITHMS.md §1.2; the reference's absolute `7e-6` is
     /// meaningless on un-normalised Grams, the relative floor is what matters).
     pub cholesky: CholeskyOptions,
+    /// How the SVD of the whitened stack is computed (default exact; the randomized solver
+    /// computes only the kept rank, see `llm_compress_whitening_svd::randomized`).
+    pub solver: SvdSolver,
 }
 
 impl SharedBasis {
@@ -45,7 +49,14 @@ impl SharedBasis {
         Self {
             ratio,
             cholesky: CholeskyOptions::default(),
+            solver: SvdSolver::Exact,
         }
+    }
+
+    /// The same with another SVD solver.
+    pub fn with_solver(mut self, solver: SvdSolver) -> Self {
+        self.solver = solver;
+        self
     }
 
     /// The rank of a group of `group` weights of shape `d_out × d_in` (§3.5).
@@ -90,7 +101,7 @@ impl SharedBasis {
         let g = weights.len();
         let k = self.rank(m, n, g)?;
         let stacked = Mat::<f64>::from_fn(g * m, n, |i, j| weights[i / m][(i % m, j)] as f64);
-        let svd = whitened_svd_with_cholesky(stacked.as_ref(), l, k)?;
+        let svd = whitened_svd_with_cholesky_solver(stacked.as_ref(), l, k, self.solver)?;
         Ok(GroupFactorization { svd, d_out: m })
     }
 
