@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the SVD-LLM results table of docs/svd-llm.md: every configuration compressed with
 # 16 x 2048 calibration windows (seed 3) and evaluated on wt2-20w. Prints a Markdown table.
+# Arguments, if any, replace the default configurations (see below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet -p llm-compress-cli
@@ -32,6 +33,15 @@ run() {
   e=$("$bin" eval "$out" --max-windows 20 --json --quiet)
   row "$c" "$e" "$*"
 }
+if [ $# -gt 0 ]; then
+  # Configurations given as arguments, each "METHOD RATIO [OPTIONS]", e.g.
+  #   ./scripts/svd-llm-results.sh "svd-llm 0.2" "svd-llm 0.2 --svd-solver randomized"
+  for config in "$@"; do
+    # shellcheck disable=SC2086
+    run $config
+  done
+  exit 0
+fi
 for r in 0.2 0.4; do
   run svd-llm $r
   run svd-llm $r --whiten-from original
