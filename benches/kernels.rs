@@ -324,32 +324,34 @@ fn main() {
     let tokens: usize = arg(&args, "--tokens")
         .and_then(|s| s.parse().ok())
         .unwrap_or(2048);
+    // A filter is the one argument that is neither a flag nor a flag's value; kernels it does
+    // not select are never set up (criterion would only skip their measurement).
+    let filter = args
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(i, a)| {
+            !a.starts_with("--") && !matches!(args[i - 1].as_str(), "--reps" | "--tokens")
+        })
+        .map(|(_, a)| a.clone());
+    let selected = kernels(tokens)
+        .into_iter()
+        .filter(|k| filter.as_deref().is_none_or(|f| k.id.contains(f)));
     if args.iter().any(|a| a == "--table") {
         let reps: usize = arg(&args, "--reps")
             .and_then(|s| s.parse().ok())
             .unwrap_or(3)
             .max(1);
-        // A filter is the one argument that is neither a flag nor a flag's value.
-        let filter = args
-            .iter()
-            .enumerate()
-            .skip(1)
-            .find(|(i, a)| {
-                !a.starts_with("--") && !matches!(args[i - 1].as_str(), "--reps" | "--tokens")
-            })
-            .map(|(_, a)| a.clone());
-        table(tokens, reps, filter.as_deref());
+        table(selected, reps);
     } else {
         let mut c = Criterion::default().sample_size(10).configure_from_args();
-        for k in kernels(tokens) {
+        for k in selected {
             let mut run = (k.setup)();
-            let mut g = c.benchmark_group(k.id.split('/').next().unwrap_or("kernel").to_string());
+            let (group, name) = k.id.split_once('/').unwrap_or(("kernel", k.id.as_str()));
+            let mut g = c.benchmark_group(group);
             g.sampling_mode(criterion::SamplingMode::Flat);
+            // Criterion's "elements" are FLOPs: its elem/s is FLOP/s.
             g.throughput(Throughput::Elements(k.flops as u64));
-            let name =
-                k.id.split_once('/')
-                    .map_or(k.id.as_str(), |(_, n)| n)
-                    .to_string();
             g.bench_function(name, |b| b.iter(&mut run));
             g.finish();
         }
@@ -357,15 +359,15 @@ fn main() {
     }
 }
 
-fn table(tokens: usize, reps: usize, filter: Option<&str>) {
+/// Time every kernel `reps` times after a warm-up call and print the table. The fraction of
+/// peak is against the `peak/` kernel of the same precision measured earlier in the run, so
+/// the table always measures the peaks, whatever the filter.
+fn table(selected: impl Iterator<Item = Kernel>, reps: usize) {
     let mut peak = [0.0f64; 2];
     println!("| kernel | best (s) | median (s) | GFLOP/s | of peak |");
     println!("|---|---|---|---|---|");
-    for k in kernels(tokens) {
-        let is_peak = k.id.starts_with("peak/");
-        if !is_peak && filter.is_some_and(|f| !k.id.contains(f)) {
-            continue;
-        }
+    let peaks = kernels(0).into_iter().filter(|k| k.id.starts_with("peak/"));
+    for k in peaks.chain(selected.filter(|k| !k.id.starts_with("peak/"))) {
         let mut run = (k.setup)();
         run();
         let mut times: Vec<f64> = (0..reps)
@@ -379,17 +381,13 @@ fn table(tokens: usize, reps: usize, filter: Option<&str>) {
         let (best, median) = (times[0], times[times.len() / 2]);
         let gflops = k.flops / best / 1e9;
         let slot = (k.precision == Precision::F64) as usize;
-        if is_peak {
+        if k.id.starts_with("peak/") {
             peak[slot] = gflops;
         }
-        let of_peak = if peak[slot] > 0.0 {
-            format!("{:.0}%", 100.0 * gflops / peak[slot])
-        } else {
-            "-".into()
-        };
         println!(
-            "| {} | {best:.3} | {median:.3} | {gflops:.1} | {of_peak} |",
-            k.id
+            "| {} | {best:.3} | {median:.3} | {gflops:.1} | {:.0}% |",
+            k.id,
+            100.0 * gflops / peak[slot]
         );
     }
 }

@@ -440,9 +440,21 @@ fn compress_streaming(
         })),
     };
     let pb = ui.bar(ckpt.config.num_layers as u64, "layers");
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    // The message carries the run's own ETA (this process's mean time per layer times the
+    // layers left): the bar's rate estimate is wrong after `--resume` jumps the position.
     let outcome = compress_low_rank_streaming(ckpt, opts, &a.out, &stream, |p: StreamProgress| {
         pb.set_position(p.done as u64);
-        pb.set_message(format!("{:.0} s/layer", p.layer_s));
+        let left = std::time::Duration::from_secs(p.eta_s.round() as u64);
+        pb.set_message(format!(
+            "{:.0} s/layer, {} left",
+            p.layer_s,
+            indicatif::HumanDuration(left)
+        ));
         std::ops::ControlFlow::Continue(())
     })?;
     pb.finish_and_clear();
