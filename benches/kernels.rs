@@ -90,6 +90,36 @@ fn gemm_flops(m: usize, n: usize, k: usize) -> f64 {
     2.0 * m as f64 * n as f64 * k as f64
 }
 
+/// The square `n³` product `C = A B` of Gaussian matrices in one precision: the peak the other
+/// kernels are measured against.
+fn gemm_peak<T: faer::traits::ComplexField + 'static>(
+    name: &str,
+    precision: Precision,
+    n: usize,
+    one: T,
+    gaussian: fn(usize, usize, u64) -> Mat<T>,
+) -> Kernel {
+    Kernel {
+        id: format!("peak/gemm_{name}_{n}"),
+        precision,
+        flops: gemm_flops(n, n, n),
+        setup: Box::new(move || {
+            let (a, b) = (gaussian(n, n, 1), gaussian(n, n, 2));
+            let mut c = Mat::<T>::zeros(n, n);
+            Box::new(move || {
+                matmul(
+                    c.as_mut(),
+                    Accum::Replace,
+                    a.as_ref(),
+                    b.as_ref(),
+                    one.clone(),
+                    par(),
+                )
+            })
+        }),
+    }
+}
+
 /// Nominal FLOPs of the randomized solver's steps (`randomized.rs`) on an `m × n` matrix.
 fn randomized_flops(m: usize, n: usize, k: usize) -> f64 {
     let (r, c) = (m.min(n) as f64, m.max(n) as f64);
@@ -134,44 +164,8 @@ fn kernels(tokens: usize) -> Vec<Kernel> {
     let n = 4096;
 
     // The machine's matmul peak, f32 and f64.
-    out.push(Kernel {
-        id: format!("peak/gemm_f32_{n}"),
-        precision: Precision::F32,
-        flops: gemm_flops(n, n, n),
-        setup: Box::new(move || {
-            let (a, b) = (gaussian_f32(n, n, 1), gaussian_f32(n, n, 2));
-            let mut c = Mat::<f32>::zeros(n, n);
-            Box::new(move || {
-                matmul(
-                    c.as_mut(),
-                    Accum::Replace,
-                    a.as_ref(),
-                    b.as_ref(),
-                    1.0,
-                    par(),
-                )
-            })
-        }),
-    });
-    out.push(Kernel {
-        id: format!("peak/gemm_f64_{n}"),
-        precision: Precision::F64,
-        flops: gemm_flops(n, n, n),
-        setup: Box::new(move || {
-            let (a, b) = (gaussian_f64(n, n, 1), gaussian_f64(n, n, 2));
-            let mut c = Mat::<f64>::zeros(n, n);
-            Box::new(move || {
-                matmul(
-                    c.as_mut(),
-                    Accum::Replace,
-                    a.as_ref(),
-                    b.as_ref(),
-                    1.0,
-                    par(),
-                )
-            })
-        }),
-    });
+    out.push(gemm_peak("f32", Precision::F32, n, 1.0f32, gaussian_f32));
+    out.push(gemm_peak("f64", Precision::F64, n, 1.0f64, gaussian_f64));
 
     // The walk: one calibration window through a dense 7B decoder layer, without and with the
     // four Grams of its linear inputs (what the calibration walk runs per window).

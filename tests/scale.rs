@@ -9,6 +9,14 @@ use llm_compress_eval::testing::{random_weights, write_tiny_safetensors, V};
 use llm_compress_eval::CalibrationConfig;
 use llm_compress_whitening_svd::SvdSolver;
 
+/// A randomized solver so rough (no oversampling, no iteration) that its factors always differ
+/// from the exact ones on the tiny model.
+const CHEAP: SvdSolver = SvdSolver::Randomized {
+    oversample: 0,
+    power_iters: 0,
+    seed: 1,
+};
+
 fn tiny_options(solver: SvdSolver) -> LowRankOptions {
     let mut o = LowRankOptions::new(LowRankMethod::SvdLlm, 0.3);
     o.calibration = CalibrationConfig {
@@ -31,17 +39,12 @@ fn solver_option_reaches_the_factorisation_and_recipes() {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_safetensors(dir.path(), &random_weights(5, false), false).unwrap();
     let ckpt = Checkpoint::open(dir.path()).unwrap();
-    let cheap = SvdSolver::Randomized {
-        oversample: 0,
-        power_iters: 0,
-        seed: 1,
-    };
     let run = |s| {
         compress_low_rank(&ckpt, &tiny_options(s), |_| {})
             .unwrap()
             .0
     };
-    let (exact, r1, r2) = (run(SvdSolver::Exact), run(cheap), run(cheap));
+    let (exact, r1, r2) = (run(SvdSolver::Exact), run(CHEAP), run(CHEAP));
     let dense = |o: &llm_compress::export::OutputLayers, l: usize| {
         o.layers[l].linear(LinearKind::Up).to_dense()
     };
@@ -86,11 +89,6 @@ fn solver_option_reaches_basis_sharing() {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_safetensors(dir.path(), &random_weights(5, false), false).unwrap();
     let ckpt = Checkpoint::open(dir.path()).unwrap();
-    let cheap = SvdSolver::Randomized {
-        oversample: 0,
-        power_iters: 0,
-        seed: 1,
-    };
     let run = |solver| {
         let mut o = BasisSharingOptions::new(0.3);
         let t = tiny_options(solver);
@@ -98,7 +96,7 @@ fn solver_option_reaches_basis_sharing() {
         o.svd_solver = solver;
         compress_basis_sharing(&ckpt, &o, |_| {}).unwrap().0
     };
-    let (exact, r1, r2) = (run(SvdSolver::Exact), run(cheap), run(cheap));
+    let (exact, r1, r2) = (run(SvdSolver::Exact), run(CHEAP), run(CHEAP));
     let basis = |o: &llm_compress::export::OutputLayers| {
         let lin = o.layers[0].linear(LinearKind::Up);
         let b = lin.shared_basis().expect("up shares a basis by default");
