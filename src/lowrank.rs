@@ -10,7 +10,7 @@
 
 use crate::export::OutputLayers;
 use llm_compress_core::{
-    Linear, LinearId, LinearInput, LinearKind, Mat, MatrixCompressor, StatsRequest,
+    Linear, LinearId, LinearInput, LinearKind, Mat, MatrixCompressor, QuantMatrix, StatsRequest,
 };
 use llm_compress_eval::{
     calibration_windows, walk_layers, CalibrationConfig, DecoderLayer, EvalError, LayerCalibration,
@@ -130,6 +130,67 @@ pub struct LowRankOptions {
     /// How the truncated SVDs are computed: exact (default) or randomized (only the kept rank;
     /// see docs/scale.md for its speed and accuracy).
     pub svd_solver: SvdSolver,
+    /// How the two factors of each compressed linear are stored (default f32).
+    pub factor_dtype: FactorDtype,
+}
+
+/// The precision the factors of a low-rank linear are stored (and run) in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FactorDtype {
+    /// f32, as computed.
+    #[default]
+    F32,
+    /// f16 copies (`Linear::Quantized` in the f16 format, read natively by the runtime and the
+    /// compact format): half the bytes. The SVD is still computed in f64 and the factors in
+    /// f32; only the stored copies are rounded (relative error 2⁻¹¹ per entry, far below the
+    /// truncation's).
+    F16,
+}
+
+impl FactorDtype {
+    /// `f32` or `f16`; `None` otherwise.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "f32" => Some(Self::F32),
+            "f16" => Some(Self::F16),
+            _ => None,
+        }
+    }
+
+    /// `"f32"` or `"f16"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+        }
+    }
+}
+
+/// `lin`'s factors as f16 copies when it is low-rank (anything else is returned as it is).
+/// Errors, rather than storing an infinity, when an entry is beyond f16's range (±65504).
+pub fn f16_factors(id: LinearId, lin: Linear) -> Result<Linear, EvalError> {
+    let Linear::LowRank { first, second } = lin else {
+        return Ok(lin);
+    };
+    let to_f16 = |factor: &Linear, which: &str| -> Result<Linear, EvalError> {
+        let dense = factor.to_dense();
+        let max = dense.norm_max();
+        if !(max <= half::f16::MAX.to_f32()) {
+            return Err(llm_compress_core::CoreError::Numerical {
+                what: format!("{id}: {which} factor"),
+                detail: format!(
+                    "an entry of magnitude {max:e} is beyond f16's range (±65504): keep f32 factors"
+                ),
+            }
+            .into());
+        }
+        Ok(Linear::Quantized(QuantMatrix::f16_from(dense.as_ref())))
+    };
+    Ok(Linear::low_rank(
+        to_f16(&first, "first")?,
+        to_f16(&second, "second")?,
+    )?)
 }
 
 impl LowRankOptions {
@@ -146,6 +207,7 @@ impl LowRankOptions {
             calibration_text: CalibrationText::Source(TextSource::WikiText2Train),
             kinds: LinearKind::ALL.to_vec(),
             svd_solver: SvdSolver::Exact,
+            factor_dtype: FactorDtype::F32,
         }
     }
 }
@@ -382,6 +444,9 @@ pub(crate) fn factorize_layer(
                 let second = closed_form_update(f.as_ref(), w.as_ref(), comp.as_ref())?;
                 lin = Linear::low_rank(Linear::Dense(f), Linear::Dense(second))?;
             }
+        }
+        if opts.factor_dtype == FactorDtype::F16 {
+            lin = f16_factors(id, lin)?;
         }
         Ok((kind, lin))
     };

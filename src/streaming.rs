@@ -147,6 +147,7 @@ pub fn compress_low_rank_streaming(
         serde_json::json!({
             "name": opts.method.name(), "ratio": opts.ratio, "update": opts.update,
             "whiten_from": opts.whiten_from, "svd_solver": opts.svd_solver,
+            "factor_dtype": opts.factor_dtype,
         })
     });
     let calibration_json = stream

@@ -225,3 +225,85 @@ fn a_damaged_walk_state_is_an_error_not_a_panic() {
     );
     assert!(r.is_err());
 }
+
+/// `FactorDtype::F16`: the layer files hold f16 copies of the factors (about half the bytes),
+/// which differ from the f32 run's only by f16 rounding (one-pass whitening: both walks see the
+/// same states), run natively, and give nearly the same perplexity.
+#[test]
+fn f16_factors_halve_the_layer_files_and_only_round_the_factors() {
+    use llm_compress::lowrank::FactorDtype;
+    use llm_compress_core::{Linear, QuantFormat};
+    let (_src, ckpt) = tiny();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("f32"), dir.path().join("f16"));
+    let o32 = options(StatsFrom::Original);
+    let mut o16 = o32.clone();
+    o16.factor_dtype = FactorDtype::F16;
+    run(&ckpt, &o32, &a, false);
+    run(&ckpt, &o16, &b, false);
+    let size = |dir: &Path, l: usize| {
+        std::fs::metadata(dir.join(layer_file_name(l)))
+            .unwrap()
+            .len()
+    };
+    for l in 0..L {
+        let ratio = size(&b, l) as f64 / size(&a, l) as f64;
+        // Factors halve; the two f32 norm vectors of the layer do not.
+        assert!(ratio > 0.45 && ratio < 0.56, "layer {l}: {ratio}");
+    }
+    let (ca, cb) = (Checkpoint::open(&a).unwrap(), Checkpoint::open(&b).unwrap());
+    for l in 0..L {
+        for kind in LinearKind::ALL {
+            let id = LinearId { layer: l, kind };
+            let lin = cb.linear(id).unwrap();
+            let Linear::LowRank { first, second } = &lin else {
+                panic!("{id}: {}", lin.describe());
+            };
+            for f in [first, second] {
+                assert!(
+                    matches!(&**f, Linear::Quantized(q) if q.format() == QuantFormat::F16),
+                    "{id}: {}",
+                    f.describe()
+                );
+            }
+            let (wa, wb) = (ca.linear(id).unwrap().to_dense(), lin.to_dense());
+            let rel = (&wb - &wa).norm_l2() / wa.norm_l2();
+            // Each factor entry is rounded to 2⁻¹¹ relative; the product to about twice that.
+            assert!(rel < 2e-3, "{id}: {rel}");
+        }
+    }
+    let tokens: Vec<u32> = (0..96).map(|i| (i * 5 % V) as u32).collect();
+    let po = PerplexityOptions {
+        seq_len: 32,
+        max_windows: None,
+    };
+    let ppl = |c: &Checkpoint| {
+        perplexity(&Model::load(c).unwrap(), &tokens, &po, |_| {})
+            .unwrap()
+            .ppl
+    };
+    let (pa, pb) = (ppl(&ca), ppl(&cb));
+    assert!((pb / pa - 1.0).abs() < 0.01, "f16 {pb} vs f32 {pa}");
+    let m = cb.manifest.as_ref().unwrap();
+    assert_eq!(m.method["factor_dtype"], "f16");
+}
+
+/// A factor entry beyond f16's range is a numerical error naming the linear, not an infinity
+/// in the file; linears that are not low-rank pass through.
+#[test]
+fn f16_factors_refuse_values_beyond_the_f16_range() {
+    use llm_compress::lowrank::f16_factors;
+    use llm_compress_core::{Linear, Mat};
+    let id = LinearId {
+        layer: 3,
+        kind: LinearKind::Down,
+    };
+    let first = Mat::<f32>::from_fn(2, 3, |i, j| if (i, j) == (1, 2) { 1e5 } else { 1.0 });
+    let second = Mat::<f32>::from_fn(4, 2, |i, j| (i + j) as f32);
+    let big = Linear::low_rank(Linear::Dense(first), Linear::Dense(second)).unwrap();
+    let e = f16_factors(id, big).unwrap_err().to_string();
+    assert!(e.contains("65504") && e.contains("layers.3.down"), "{e}");
+    let dense = Linear::Dense(Mat::<f32>::from_fn(2, 2, |i, j| (i * 2 + j) as f32 * 1e6));
+    let same = f16_factors(id, dense.clone()).unwrap();
+    assert_eq!(same.to_dense(), dense.to_dense());
+}

@@ -349,9 +349,22 @@ pub struct CompressArgs {
     /// only the kept rank: faster on 7B-sized matrices; accuracy in docs/scale.md).
     #[arg(long, default_value = "exact", value_parser = ["exact", "randomized"])]
     pub svd_solver: String,
+    /// svd-llm, svd, asvd: store the two factors of each linear in `f32` (default) or `f16`
+    /// (half the bytes; the runtime reads both).
+    #[arg(long, value_parser = ["f32", "f16"])]
+    pub factor_dtype: Option<String>,
 }
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
+    let low_rank = matches!(a.method.as_str(), "svd-llm" | "svd" | "asvd");
+    if a.factor_dtype.is_some() && (!low_rank || a.recipe.is_some() || a.then_lsaq) {
+        return Err(EvalError::Input(
+            "--factor-dtype applies to --method svd-llm, svd or asvd (without --recipe or \
+             --then-lsaq)"
+                .into(),
+        )
+        .into());
+    }
     if let Some(r) = a.recipe.clone() {
         return crate::pipeline::compress(ui, a, &r);
     }
@@ -361,7 +374,9 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     if a.method == "basis-select" {
         return crate::basis_select::compress(ui, a);
     }
-    use llm_compress::lowrank::{compress_low_rank, LowRankMethod, LowRankOptions, Progress};
+    use llm_compress::lowrank::{
+        compress_low_rank, FactorDtype, LowRankMethod, LowRankOptions, Progress,
+    };
     if let Some(m) = llm_compress_glu_sparsity::PruneMethod::parse(&a.method) {
         return crate::sparsity::compress_sparse_cmd(ui, a, m);
     }
@@ -382,6 +397,10 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     }
     (opts.calibration, opts.calibration_text) = a.calibration();
     opts.svd_solver = a.solver()?;
+    if let Some(d) = &a.factor_dtype {
+        opts.factor_dtype = FactorDtype::parse(d)
+            .ok_or_else(|| EvalError::Input(format!("unknown --factor-dtype `{d}`")))?;
+    }
     if a.streaming || a.resume {
         return compress_streaming(ui, &a, &ckpt, &opts);
     }
@@ -393,6 +412,9 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     let mut method_json = json!({"name": method.name(), "ratio": a.ratio, "update": a.update, "whiten_from": a.whiten_from});
     if opts.svd_solver != llm_compress_whitening_svd::SvdSolver::Exact {
         method_json["svd_solver"] = json!(opts.svd_solver);
+    }
+    if opts.factor_dtype != FactorDtype::F32 {
+        method_json["factor_dtype"] = json!(opts.factor_dtype);
     }
     a.write_and_report(
         ui,
@@ -434,6 +456,7 @@ fn compress_streaming(
         method_json: Some(json!({
             "name": opts.method.name(), "ratio": a.ratio, "update": a.update,
             "whiten_from": a.whiten_from, "svd_solver": opts.svd_solver,
+            "factor_dtype": opts.factor_dtype,
         })),
         calibration_json: Some(json!({
             "text": a.calib, "windows": a.calib_windows, "seq_len": a.seq_len, "seed": a.seed,

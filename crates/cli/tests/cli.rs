@@ -127,3 +127,41 @@ fn basis_sharing_bad_options() {
     );
     assert!(!out.exists());
 }
+
+/// `--factor-dtype` belongs to the low-rank methods: with another method it is bad input, before
+/// any work; an unknown value is a usage error.
+#[test]
+fn factor_dtype_outside_low_rank_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_safetensors(dir.path(), &random_weights(4, true), true).unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    for method in ["wanda", "basis-sharing", "lsaq"] {
+        assert_bad_input(
+            &[
+                "compress",
+                d,
+                "--method",
+                method,
+                "--factor-dtype",
+                "f16",
+                "--out",
+                o,
+            ],
+            "--factor-dtype applies to",
+        );
+    }
+    let (code, _, err) = run(&[
+        "compress",
+        d,
+        "--method",
+        "svd-llm",
+        "--factor-dtype",
+        "bf16",
+        "--out",
+        o,
+    ]);
+    assert_eq!(code, 2, "unknown value: {err}");
+    assert!(!out.exists(), "nothing written");
+}
