@@ -86,11 +86,11 @@ impl InputStats {
 /// Only the lower triangle of `G` is accumulated (`finish` mirrors it), by column blocks of
 /// [`GRAM_BLOCK`] channels: for the block `j0..j1` the rectangular product
 /// `X[j0.., :] · X[j0..j1, :]ᵀ` (`(d − j0) × (j1 − j0)`, one f32 GEMM over the batch's tokens)
-/// goes into a small f32 scratch and is added into the f64 columns `j0..j1` at once. The GEMMs
-/// run at full GEMM speed (a SYRK kernel reached half of it on 7B widths, see docs/scale.md),
-/// the wasted upper part of the diagonal blocks is `GRAM_BLOCK / d` of the work, and the scratch
-/// is `d × GRAM_BLOCK` f32 (22 MiB at `d` = 11008), reused across batches, instead of a full
-/// `d × d` product.
+/// goes into a small f32 scratch and is added into the f64 columns `j0..j1` at once. On 7B
+/// widths the blocks run as fast as faer's SYRK kernel (about 60% of the GEMM peak; the wasted
+/// upper part of the diagonal blocks is `GRAM_BLOCK / d` of the work), and the scratch is
+/// `d × GRAM_BLOCK` f32 (11 MiB at `d` = 11008), reused across batches, instead of a `d × d`
+/// product allocated and zeroed for every batch (485 MB at `d` = 11008; docs/scale.md).
 #[derive(Clone, Debug)]
 pub struct GramAccumulator {
     request: StatsRequest,
