@@ -134,6 +134,25 @@ pub struct LowRankOptions {
     pub factor_dtype: FactorDtype,
 }
 
+impl LowRankOptions {
+    /// Options for `method` at `ratio` with the defaults: no update, whitening from the
+    /// compressed prefix, 16 × 2048 windows of WikiText-2 train (seed 3), all seven linear
+    /// kinds. The ratio is checked by [`compress_low_rank`].
+    pub fn new(method: LowRankMethod, ratio: f64) -> Self {
+        Self {
+            method,
+            ratio,
+            update: false,
+            whiten_from: StatsFrom::Compressed,
+            calibration: CalibrationConfig::default(),
+            calibration_text: CalibrationText::Source(TextSource::WikiText2Train),
+            kinds: LinearKind::ALL.to_vec(),
+            svd_solver: SvdSolver::Exact,
+            factor_dtype: FactorDtype::F32,
+        }
+    }
+}
+
 /// The precision the factors of a low-rank linear are stored (and run) in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -191,25 +210,6 @@ pub fn f16_factors(id: LinearId, lin: Linear) -> Result<Linear, EvalError> {
         to_f16(&first, "first")?,
         to_f16(&second, "second")?,
     )?)
-}
-
-impl LowRankOptions {
-    /// Options for `method` at `ratio` with the defaults: no update, whitening from the
-    /// compressed prefix, 16 × 2048 windows of WikiText-2 train (seed 3), all seven linear
-    /// kinds. The ratio is checked by [`compress_low_rank`].
-    pub fn new(method: LowRankMethod, ratio: f64) -> Self {
-        Self {
-            method,
-            ratio,
-            update: false,
-            whiten_from: StatsFrom::Compressed,
-            calibration: CalibrationConfig::default(),
-            calibration_text: CalibrationText::Source(TextSource::WikiText2Train),
-            kinds: LinearKind::ALL.to_vec(),
-            svd_solver: SvdSolver::Exact,
-            factor_dtype: FactorDtype::F32,
-        }
-    }
 }
 
 /// Where the time of a run went, and what came out.

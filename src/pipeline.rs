@@ -240,6 +240,7 @@ pub struct LowRankStep {
     #[serde(default = "default_exact", skip_serializing_if = "is_exact")]
     pub svd_solver: String,
 }
+
 /// The solver a recipe names.
 fn parse_solver(name: &str) -> Result<SvdSolver, EvalError> {
     SvdSolver::parse(name).ok_or_else(|| {
