@@ -130,7 +130,9 @@ pub struct LowRankOptions {
     /// How the truncated SVDs are computed: exact (default) or randomized (only the kept rank;
     /// see docs/scale.md for its speed and accuracy).
     pub svd_solver: SvdSolver,
-    /// How the two factors of each compressed linear are stored (default f32).
+    /// How the two factors of each compressed linear are stored (default f32; left out of the
+    /// serialized options when f32, so records of f32 runs did not change with the option).
+    #[serde(skip_serializing_if = "FactorDtype::is_f32")]
     pub factor_dtype: FactorDtype,
 }
 
@@ -151,6 +153,18 @@ impl LowRankOptions {
             factor_dtype: FactorDtype::F32,
         }
     }
+}
+
+/// Add `"factor_dtype"` to a method record when it is not the default f32, so the record (and
+/// the resume fingerprint) of an f32 run is the one it was before the option existed.
+pub fn with_factor_dtype(
+    mut method_json: serde_json::Value,
+    factor_dtype: FactorDtype,
+) -> serde_json::Value {
+    if factor_dtype != FactorDtype::F32 {
+        method_json["factor_dtype"] = serde_json::json!(factor_dtype);
+    }
+    method_json
 }
 
 /// The precision the factors of a low-rank linear are stored (and run) in.
@@ -175,6 +189,11 @@ impl FactorDtype {
             "f16" => Some(Self::F16),
             _ => None,
         }
+    }
+
+    /// Whether this is the default, f32.
+    pub fn is_f32(&self) -> bool {
+        *self == Self::F32
     }
 
     /// `"f32"` or `"f16"`.

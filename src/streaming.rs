@@ -144,11 +144,13 @@ pub fn compress_low_rank_streaming(
     let t0 = Instant::now();
     llm_compress_core::budget::check_ratio(opts.ratio)?;
     let method_json = stream.method_json.clone().unwrap_or_else(|| {
-        serde_json::json!({
-            "name": opts.method.name(), "ratio": opts.ratio, "update": opts.update,
-            "whiten_from": opts.whiten_from, "svd_solver": opts.svd_solver,
-            "factor_dtype": opts.factor_dtype,
-        })
+        crate::lowrank::with_factor_dtype(
+            serde_json::json!({
+                "name": opts.method.name(), "ratio": opts.ratio, "update": opts.update,
+                "whiten_from": opts.whiten_from, "svd_solver": opts.svd_solver,
+            }),
+            opts.factor_dtype,
+        )
     });
     let calibration_json = stream
         .calibration_json

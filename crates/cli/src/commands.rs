@@ -413,9 +413,7 @@ pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
     if opts.svd_solver != llm_compress_whitening_svd::SvdSolver::Exact {
         method_json["svd_solver"] = json!(opts.svd_solver);
     }
-    if opts.factor_dtype != FactorDtype::F32 {
-        method_json["factor_dtype"] = json!(opts.factor_dtype);
-    }
+    let method_json = llm_compress::lowrank::with_factor_dtype(method_json, opts.factor_dtype);
     a.write_and_report(
         ui,
         &ckpt,
@@ -453,11 +451,13 @@ fn compress_streaming(
     }
     let stream = StreamingOptions {
         resume: a.resume,
-        method_json: Some(json!({
-            "name": opts.method.name(), "ratio": a.ratio, "update": a.update,
-            "whiten_from": a.whiten_from, "svd_solver": opts.svd_solver,
-            "factor_dtype": opts.factor_dtype,
-        })),
+        method_json: Some(llm_compress::lowrank::with_factor_dtype(
+            json!({
+                "name": opts.method.name(), "ratio": a.ratio, "update": a.update,
+                "whiten_from": a.whiten_from, "svd_solver": opts.svd_solver,
+            }),
+            opts.factor_dtype,
+        )),
         calibration_json: Some(json!({
             "text": a.calib, "windows": a.calib_windows, "seq_len": a.seq_len, "seed": a.seed,
         })),
