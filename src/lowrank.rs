@@ -214,7 +214,7 @@ pub fn f16_factors(id: LinearId, lin: Linear) -> Result<Linear, EvalError> {
     let to_f16 = |factor: &Linear, which: &str| -> Result<Linear, EvalError> {
         let dense = factor.to_dense();
         let max = dense.norm_max();
-        if !(max <= half::f16::MAX.to_f32()) {
+        if max.is_nan() || max > half::f16::MAX.to_f32() {
             return Err(llm_compress_core::CoreError::Numerical {
                 what: format!("{id}: {which} factor"),
                 detail: format!(

@@ -84,7 +84,7 @@ impl InputStats {
 /// an f64 accumulator (ALGORITHMS.md §1.1).
 ///
 /// Only the lower triangle of `G` is accumulated (`finish` mirrors it), by column blocks of
-/// [`GRAM_BLOCK`] channels: for the block `j0..j1` the rectangular product
+/// `GRAM_BLOCK` (256) channels: for the block `j0..j1` the rectangular product
 /// `X[j0.., :] · X[j0..j1, :]ᵀ` (`(d − j0) × (j1 − j0)`, one f32 GEMM over the batch's tokens)
 /// goes into a small f32 scratch and is added into the f64 columns `j0..j1` at once. On 7B
 /// widths the blocks run as fast as faer's SYRK kernel (about 60% of the GEMM peak; the wasted
