@@ -161,7 +161,7 @@ pub fn with_factor_dtype(
     mut method_json: serde_json::Value,
     factor_dtype: FactorDtype,
 ) -> serde_json::Value {
-    if factor_dtype != FactorDtype::F32 {
+    if !factor_dtype.is_f32() {
         method_json["factor_dtype"] = serde_json::json!(factor_dtype);
     }
     method_json

@@ -356,7 +356,7 @@ pub struct CompressArgs {
 }
 
 pub fn compress(ui: &Ui, a: CompressArgs) -> CliResult {
-    let low_rank = matches!(a.method.as_str(), "svd-llm" | "svd" | "asvd");
+    let low_rank = llm_compress::lowrank::LowRankMethod::parse(&a.method).is_some();
     if a.factor_dtype.is_some() && (!low_rank || a.recipe.is_some() || a.then_lsaq) {
         return Err(EvalError::Input(
             "--factor-dtype applies to --method svd-llm, svd or asvd (without --recipe or \
